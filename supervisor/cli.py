@@ -1,0 +1,231 @@
+"""The command line. Thin: it parses options, calls the core, and picks a reporter.
+
+Heavy modules (yaml, jsonschema, jmespath) are imported inside the commands, so that `--help`
+and `--version` stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from supervisor import __version__
+
+if TYPE_CHECKING:
+    from supervisor.inputs import Inputs
+
+app = typer.Typer(
+    name="supervisor",
+    help="Compares the homelab inventory with the observed world and recommends what to "
+    "reconcile. It never changes anything.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+
+DEFAULT_INVENTORY = Path("hosts")
+DEFAULT_WORLD = Path("/opt/homelab/world")
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class FailOn(str, Enum):
+    degraded = "degraded"
+    unstable = "unstable"
+
+
+ScenarioArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="A scenario directory: shorthand for --inventory DIR/hosts --world DIR/world.",
+        show_default=False,
+    ),
+]
+InventoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory", metavar="DIR", show_default=False,
+        help="The inventory: one <node>/services.yaml per node. "
+        "[env SUPERVISOR_INVENTORY; default ./hosts]",
+    ),
+]
+WorldOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--world", metavar="PATH", show_default=False,
+        help="The world snapshot: the observer's directory, or one .json/.yaml file. "
+        "[env SUPERVISOR_WORLD; default /opt/homelab/world]",
+    ),
+]
+RulesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--rules", metavar="DIR", show_default=False,
+        help="A rule set layered over the defaults; repeat to add more, in order. "
+        "[env SUPERVISOR_RULES, several separated by ':']",
+    ),
+]
+NoDefaultRulesOpt = Annotated[
+    bool,
+    typer.Option("--no-default-rules", help="Start from no rules instead of the built-in ones."),
+]
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now", metavar="TIME", show_default=False,
+        help="Evaluate as of this RFC 3339 time. [default: the world's observed_at]",
+    ),
+]
+MaxAgeOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-age", metavar="SECONDS", show_default=False,
+        help="A world older than this is stale. [default: the rules' max_world_age_seconds, 600]",
+    ),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output for people or for programs.")]
+FailOnOpt = Annotated[
+    FailOn | None,
+    typer.Option("--fail-on", show_default=False,
+                 help="Exit 1 when the summary state is this bad or worse."),
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Bad input or usage: every problem on stderr, exit code 2, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from supervisor.errors import SupervisorError
+
+        try:
+            return command(*args, **kwargs)
+        except SupervisorError as error:
+            for problem in error.problems:
+                sys.stderr.write(f"{problem}\n")
+            count = len(error.problems)
+            sys.stderr.write(f"supervisor: {count} problem{'s' if count != 1 else ''} found\n")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def gather(
+    scenario: Path | None, inventory: Path | None, world: Path | None,
+    rules: list[Path] | None, no_default_rules: bool, now: str | None, max_age: float | None,
+) -> Inputs:
+    """Resolves the input options: explicit option, then scenario directory, then environment."""
+    from supervisor.errors import InputError, Problem
+    from supervisor.inputs import Inputs
+
+    if scenario is not None and not scenario.is_dir():
+        raise InputError([Problem(str(scenario), message="scenario directory does not exist")])
+    env = os.environ
+
+    def pick(option: Path | None, within: str, variable: str, default: Path) -> Path:
+        if option is not None:
+            return option
+        if scenario is not None:
+            return scenario / within
+        return Path(env[variable]) if env.get(variable) else default
+
+    if rules is None and env.get("SUPERVISOR_RULES"):
+        rules = [Path(part) for part in env["SUPERVISOR_RULES"].split(":") if part]
+    return Inputs(
+        inventory=pick(inventory, "hosts", "SUPERVISOR_INVENTORY", DEFAULT_INVENTORY),
+        world=pick(world, "world", "SUPERVISOR_WORLD", DEFAULT_WORLD),
+        rules=tuple(rules or ()),
+        default_rules=not no_default_rules,
+        now=now,
+        max_age=max_age,
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"supervisor {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Compares the homelab inventory with the observed world and recommends what to reconcile."""
+
+
+@app.command("eval")
+@reporting_errors
+def eval_command(
+    scenario: ScenarioArg = None,
+    inventory: InventoryOpt = None,
+    world: WorldOpt = None,
+    rules: RulesOpt = None,
+    no_default_rules: NoDefaultRulesOpt = False,
+    now: NowOpt = None,
+    max_age: MaxAgeOpt = None,
+    output: FormatOpt = Format.table,
+    fail_on: FailOnOpt = None,
+) -> None:
+    """Evaluate the rules and print the recommendations and the summary state."""
+    from supervisor.engine import evaluate, reached
+    from supervisor.inputs import load
+    from supervisor.report import render_table, to_json, use_colour
+
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    loaded = load(inputs)
+    evaluation = evaluate(loaded.state, loaded.rules)
+    if output is Format.json:
+        sys.stdout.write(to_json(evaluation.to_json()))
+    else:
+        sys.stdout.write(render_table(evaluation, colour=use_colour(sys.stdout)))
+    if fail_on is not None and reached(evaluation.summary, fail_on.value):
+        raise typer.Exit(1)
+
+
+@app.command("validate")
+@reporting_errors
+def validate_command(
+    scenario: ScenarioArg = None,
+    inventory: InventoryOpt = None,
+    world: WorldOpt = None,
+    rules: RulesOpt = None,
+    no_default_rules: NoDefaultRulesOpt = False,
+    now: NowOpt = None,
+    max_age: MaxAgeOpt = None,
+) -> None:
+    """Check the inventory, the world and the rules; report every problem (exit 2) or none."""
+    from supervisor.engine import evaluate
+    from supervisor.inputs import load
+
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    loaded = load(inputs)
+    # Evaluating too catches matchers that only fail on real data (a type error, say).
+    evaluate(loaded.state, loaded.rules)
+    state = loaded.state
+    sys.stdout.write(
+        f"valid: {len(state.inventory.nodes)} nodes and {len(state.inventory.services)} services "
+        f"declared, {len(state.world.services)} services observed, "
+        f"{sum(rule.enabled for rule in loaded.rules.rules)} rules\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return app(args=argv, prog_name="supervisor")

@@ -1,0 +1,244 @@
+"""The interpreter: evaluates rules over subjects and returns recommendations. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Container
+from dataclasses import dataclass, field
+from typing import Any
+
+from jmespath.exceptions import JMESPathError
+from jmespath.visitor import Options, TreeInterpreter
+
+from supervisor.errors import Problem, RuleError
+from supervisor.functions import RuleFunctions
+from supervisor.merge import State, Subject
+from supervisor.rules import Rule, RuleSet, Template
+
+FIRED, NO_MATCH, OVERRULED, DISABLED = "fired", "did not match", "overruled", "disabled"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    subject: Subject
+    condition: str
+    event: str
+    action: str
+    severity: str
+    rule: str
+    reason: str
+    fingerprint: str
+    order: int = field(compare=False)  # the rule's position: recommendations sort by it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject.to_json(),
+            "condition": self.condition,
+            "event": self.event,
+            "action": self.action,
+            "severity": self.severity,
+            "rule": self.rule,
+            "reason": self.reason,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one rule did on one subject, for `explain`."""
+
+    rule: str
+    outcome: str  # FIRED, NO_MATCH, OVERRULED or DISABLED
+    value: Any = None  # what the matcher returned
+    overruled_by: Recommendation | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    now: str
+    summary: str
+    recommendations: tuple[Recommendation, ...]
+    traces: dict[Subject, tuple[Outcome, ...]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "evaluated_at": self.now,
+            "recommendations": [r.to_json() for r in self.recommendations],
+        }
+
+
+def fingerprint(rule: str, subject: Subject) -> str:
+    """Stable across runs, inputs and clocks: it names the (rule, subject) pair only."""
+    key = f"{rule}\x1f{subject.kind}\x1f{subject.id}".encode()
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truth: false, null, and empty strings, lists and objects are false; 0 is true."""
+    return not (value is None or value is False or value == "" or value == [] or value == {})
+
+
+def evaluate(
+    state: State, rules: RuleSet, *, trace: Container[Subject] = ()
+) -> Evaluation:
+    """Every rule, in order, over every subject of its kind; then root causes overrule symptoms.
+
+    Outcomes are kept only for the subjects in `trace` (explain asks for one subject).
+    """
+    interpreter = TreeInterpreter(Options(custom_functions=RuleFunctions(state.now)))
+    documents: dict[Subject, dict[str, Any]] = {}
+    fired: list[tuple[Rule, Recommendation]] = []
+    results: dict[tuple[str, Subject], Any] = {}
+    failures: dict[str, list[str]] = defaultdict(list)
+
+    for order, rule in enumerate(rules.rules):
+        if not rule.enabled:
+            continue
+        for subject in state.subjects[rule.kind]:
+            document = documents.get(subject)
+            if document is None:
+                document = documents[subject] = state.document(subject)
+            document["params"] = rule.params
+            try:
+                value = interpreter.visit(rule.ast, document)
+                if subject in trace:
+                    results[(rule.id, subject)] = value
+                if not truthy(value):
+                    continue
+                reason = _render(interpreter, rule, subject, document)
+            except (JMESPathError, ValueError, TypeError) as error:
+                failures[rule.id].append(f"{subject.kind} {subject.id}: {error}")
+                continue
+            fired.append((rule, Recommendation(
+                subject=subject, condition=rule.condition, event=rule.event, action=rule.action,
+                severity=rule.severity, rule=rule.id, reason=reason,
+                fingerprint=fingerprint(rule.id, subject), order=order,
+            )))
+    if failures:
+        raise RuleError([_failure(rules, rule_id, found) for rule_id, found in failures.items()])
+
+    overruled = _overrule(state, fired)
+    recommendations = tuple(sorted(
+        (r for _, r in fired if r not in overruled),
+        key=lambda r: (r.subject.id, r.order, r.subject.kind),
+    ))
+    traces = {
+        subject: _trace(rules, subject, results, fired, overruled)
+        for subjects in state.subjects.values()
+        for subject in subjects
+        if subject in trace
+    }
+    return Evaluation(
+        now=state.now_text,
+        summary=summarize(state, recommendations),
+        recommendations=recommendations,
+        traces=traces,
+    )
+
+
+def _render(interpreter: TreeInterpreter, rule: Rule, subject: Subject,
+            document: dict[str, Any]) -> str:
+    template: Template | None = rule.reason
+    if template is None:
+        return f"{subject.id}: {rule.condition.replace('_', ' ')}"
+    text = template.literals[0]
+    for ast, literal in zip(template.expressions, template.literals[1:], strict=True):
+        text += _as_text(interpreter.visit(ast, document)) + literal
+    return text
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ", ".join(_as_text(item) for item in value)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _overrule(
+    state: State, fired: list[tuple[Rule, Recommendation]]
+) -> dict[Recommendation, Recommendation]:
+    """Each withdrawn recommendation, and the first (in rule order) root cause that withdrew it."""
+    by_subject: dict[Subject, list[Recommendation]] = defaultdict(list)
+    by_node: dict[str, list[Recommendation]] = defaultdict(list)
+    for _, recommendation in fired:
+        by_subject[recommendation.subject].append(recommendation)
+        if recommendation.subject.kind == "service":
+            by_node[recommendation.subject.node].append(recommendation)
+    everything = [recommendation for _, recommendation in fired]
+
+    overruled: dict[Recommendation, Recommendation] = {}
+    for rule, cause in fired:
+        if rule.overrules is None:
+            continue
+        scope = rule.overrules.scope
+        if scope == "self":
+            targets = by_subject[cause.subject]
+        elif scope == "hosted_services":
+            targets = by_node[cause.subject.id]
+        else:
+            targets = everything
+        for target in targets:
+            if target is cause or target in overruled:
+                continue
+            if rule.overrules.covers(target.action, target.condition):
+                overruled[target] = cause
+    return overruled
+
+
+def _trace(
+    rules: RuleSet, subject: Subject, results: dict[tuple[str, Subject], Any],
+    fired: list[tuple[Rule, Recommendation]], overruled: dict[Recommendation, Recommendation],
+) -> tuple[Outcome, ...]:
+    mine = {r.rule: r for _, r in fired if r.subject == subject}
+    outcomes = []
+    for rule in rules.rules:
+        if rule.kind != subject.kind:
+            continue
+        if not rule.enabled:
+            outcomes.append(Outcome(rule.id, DISABLED))
+            continue
+        value = results.get((rule.id, subject))
+        recommendation = mine.get(rule.id)
+        if recommendation is None:
+            outcomes.append(Outcome(rule.id, NO_MATCH, value))
+        elif recommendation in overruled:
+            outcomes.append(Outcome(rule.id, OVERRULED, value, overruled[recommendation]))
+        else:
+            outcomes.append(Outcome(rule.id, FIRED, value))
+    return tuple(outcomes)
+
+
+def _failure(rules: RuleSet, rule_id: str, found: list[str]) -> Problem:
+    rule = rules.rules[rules.index(rule_id)]
+    more = f" (and {len(found) - 1} more subjects)" if len(found) > 1 else ""
+    return Problem(rule.file, path=f"rule {rule_id!r}",
+                   message=f"failed on {found[0]}{more}")
+
+
+_RANK = {"nominal": 0, "degraded": 1, "unstable": 2}
+
+
+def summarize(state: State, recommendations: tuple[Recommendation, ...]) -> str:
+    if not recommendations:
+        return "nominal"
+    for recommendation in recommendations:
+        if (recommendation.event == "reconcile_blocked"
+                or recommendation.condition == "offline_node"
+                or state.is_critical(recommendation.subject)):
+            return "unstable"
+    return "degraded"
+
+
+def reached(summary: str, threshold: str) -> bool:
+    """Whether `summary` is at least as bad as `threshold`."""
+    return _RANK[summary] >= _RANK[threshold]

@@ -1,0 +1,100 @@
+"""JMESPath functions for rules, on top of the standard ones.
+
+Each function's docstring is its user documentation (docs/rules.md repeats it, and a test keeps
+the two in step). Functions that depend on time read the evaluation's "now", never the clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from jmespath import functions
+from jmespath.exceptions import JMESPathTypeError
+
+from supervisor.clock import parse_time
+
+_parse_time = lru_cache(maxsize=1 << 16)(parse_time)
+
+
+class RuleFunctions(functions.Functions):
+    """The function table rules evaluate with, bound to one evaluation time."""
+
+    def __init__(self, now: datetime) -> None:
+        super().__init__()
+        self.now = now
+
+    def _timestamp(self, function: str, value: str) -> datetime:
+        try:
+            return _parse_time(value)
+        except ValueError:
+            raise JMESPathTypeError(function, value, "string", ["RFC 3339 timestamp"]) from None
+
+    @functions.signature({"types": ["string", "null"]})
+    def _func_age_seconds(self, timestamp: str | None) -> float | None:
+        """`age_seconds(timestamp)`: seconds from `timestamp` to now (negative if it is later);
+        null when `timestamp` is null."""
+        if timestamp is None:
+            return None
+        seconds = (self.now - self._timestamp("age_seconds", timestamp)).total_seconds()
+        return int(seconds) if seconds.is_integer() else seconds
+
+    @functions.signature({"types": ["array"]}, {"types": ["number"]})
+    def _func_failed_streak(self, deployments: list[Any], window_seconds: float) -> int:
+        """`failed_streak(deployments, window_seconds)`: how many deployments failed in a row
+        since the last one that succeeded, counting only those that ended (or, unfinished,
+        started) in the `window_seconds` before now. Running deployments neither count nor
+        break the streak; deployments after now are ignored."""
+        latest_first = sorted(
+            (self._deployment_time(deployment), index, deployment)
+            for index, deployment in enumerate(deployments)
+        )[::-1]
+        streak = 0
+        for moment, _, deployment in latest_first:
+            status = deployment.get("status")
+            if status == "running" or moment > self.now:
+                continue
+            if status != "failed" or (self.now - moment).total_seconds() > window_seconds:
+                break
+            streak += 1
+        return streak
+
+    def _deployment_time(self, deployment: Any) -> datetime:
+        if not isinstance(deployment, dict):
+            raise JMESPathTypeError("failed_streak", deployment, type(deployment).__name__,
+                                    ["deployment object"])
+        moment = deployment.get("finished_at") or deployment.get("started_at")
+        if not isinstance(moment, str):
+            raise JMESPathTypeError("failed_streak", moment, "null", ["RFC 3339 timestamp"])
+        return self._timestamp("failed_streak", moment)
+
+    @functions.signature({"types": ["number", "null"]})
+    def _func_duration(self, seconds: float | None) -> str | None:
+        """`duration(seconds)`: a short human reading of a number of seconds, such as `2h5m`
+        or `45s`; null stays null."""
+        if seconds is None:
+            return None
+        sign, remaining = ("-" if seconds < 0 else ""), int(abs(seconds))
+        parts = []
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if remaining >= size:
+                parts.append(f"{remaining // size}{unit}")
+                remaining %= size
+        if remaining or not parts:
+            parts.append(f"{remaining}s")
+        return sign + "".join(parts)
+
+
+def function_names() -> list[str]:
+    """Every function a rule may call, standard and ours."""
+    return sorted(RuleFunctions.FUNCTION_TABLE)
+
+
+def custom_function_docs() -> dict[str, str]:
+    """Our functions and their documentation, from their docstrings."""
+    return {
+        name[len("_func_"):]: " ".join((getattr(RuleFunctions, name).__doc__ or "").split())
+        for name in sorted(vars(RuleFunctions))
+        if name.startswith("_func_")
+    }

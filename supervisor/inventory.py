@@ -1,0 +1,176 @@
+"""The desired state: `hosts/<node>/services.yaml`, validated and cross-checked."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor import schemas
+from supervisor.errors import InputError, Problem, raise_if
+from supervisor.loader import YamlDocument, load_yaml
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+SERVICES_FILE = "services.yaml"
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    node: str
+    name: str
+    critical: bool
+    depends_on: tuple[str, ...]
+    desired: dict[str, Any]  # as rules see it: defaults filled in, dependencies as full ids
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    critical: bool
+    desired: dict[str, Any]
+    services: tuple[str, ...]  # service ids, in file order
+
+
+@dataclass
+class Inventory:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+
+
+def load_inventory(root: Path) -> Inventory:
+    """Reads every node directory under `root`; raises `InputError` listing every problem."""
+    if not root.exists():
+        raise InputError([Problem(str(root), message="inventory directory does not exist")])
+    if not root.is_dir():
+        raise InputError([Problem(str(root), message="inventory must be a directory of nodes")])
+    problems: list[Problem] = []
+    documents: dict[str, YamlDocument] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        display = str(entry / SERVICES_FILE)
+        if not NAME.fullmatch(entry.name):
+            problems.append(Problem(str(entry), message=f"node name {entry.name!r} is not valid "
+                                    "(lowercase letters, digits, '_', '.', '-'; at most 63)"))
+            continue
+        try:
+            document = load_yaml(entry / SERVICES_FILE, display)
+        except InputError as error:
+            problems.extend(error.problems)
+            continue
+        if not isinstance(document.value, dict):
+            problems.append(document.problem((), "must be a mapping with a 'services' key"))
+            continue
+        found = schemas.check("inventory", document.value, document)
+        if found:
+            problems.extend(found)
+            continue
+        documents[entry.name] = document
+    if not documents and not problems:
+        problems.append(Problem(str(root), message=f"holds no nodes (expected <node>/{SERVICES_FILE})"))
+    raise_if(problems)
+
+    inventory = _assemble(documents)
+    problems.extend(_check_dependencies(inventory, documents))
+    raise_if(problems)
+    return inventory
+
+
+def _assemble(documents: dict[str, YamlDocument]) -> Inventory:
+    inventory = Inventory()
+    for node_name, document in documents.items():
+        node_spec = document.value.get("node") or {}
+        services = document.value.get("services") or {}
+        ids = []
+        for service_name, spec in services.items():
+            spec = spec or {}
+            service_id = f"{node_name}/{service_name}"
+            depends_on = tuple(_qualify(node_name, ref) for ref in spec.get("depends_on", []))
+            desired = {
+                "critical": spec.get("critical", False),
+                "depends_on": list(depends_on),
+                "image": spec.get("image"),
+                "version": spec.get("version"),
+                "labels": spec.get("labels", {}),
+                **{key: value for key, value in spec.items() if key.startswith("x-")},
+            }
+            inventory.services[service_id] = Service(
+                id=service_id, node=node_name, name=service_name, critical=desired["critical"],
+                depends_on=depends_on, desired=desired,
+            )
+            ids.append(service_id)
+        node_desired = {
+            "critical": node_spec.get("critical", False),
+            "labels": node_spec.get("labels", {}),
+            **{key: value for key, value in node_spec.items() if key.startswith("x-")},
+        }
+        inventory.nodes[node_name] = Node(
+            name=node_name, critical=node_desired["critical"], desired=node_desired,
+            services=tuple(ids),
+        )
+    return inventory
+
+
+def _qualify(node: str, ref: str) -> str:
+    return ref if "/" in ref else f"{node}/{ref}"
+
+
+def _check_dependencies(inventory: Inventory, documents: dict[str, YamlDocument]) -> list[Problem]:
+    problems = []
+
+    def where(service: Service, index: int | None = None) -> tuple[YamlDocument, tuple[str | int, ...]]:
+        path: tuple[str | int, ...] = ("services", service.name, "depends_on")
+        return documents[service.node], path if index is None else (*path, index)
+
+    for service in inventory.services.values():
+        for index, dependency in enumerate(service.depends_on):
+            if dependency == service.id:
+                document, path = where(service, index)
+                problems.append(document.problem(path, f"{service.id} depends on itself"))
+            elif dependency not in inventory.services:
+                document, path = where(service, index)
+                problems.append(document.problem(
+                    path, f"depends on {dependency}, which no node declares"))
+    for cycle in _cycles(inventory):
+        first = inventory.services[cycle[0]]
+        document, path = where(first)
+        problems.append(document.problem(path, "dependency cycle: " + " -> ".join(cycle)))
+    return problems
+
+
+def _cycles(inventory: Inventory) -> list[list[str]]:
+    """Each dependency cycle once, starting from its smallest id (self-loops are reported apart)."""
+    visiting, done = 1, 2
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+    for start in sorted(inventory.services):
+        if state.get(start):
+            continue
+        # Iterative depth-first search: a long dependency chain must not hit the recursion limit.
+        stack: list[tuple[str, int]] = [(start, 0)]
+        trail: list[str] = []
+        state[start] = visiting
+        trail.append(start)
+        while stack:
+            current, index = stack[-1]
+            targets = [d for d in inventory.services[current].depends_on
+                       if d in inventory.services and d != current]
+            if index < len(targets):
+                stack[-1] = (current, index + 1)
+                target = targets[index]
+                if state.get(target) == visiting:
+                    loop = trail[trail.index(target):]
+                    pivot = loop.index(min(loop))
+                    loop = loop[pivot:] + loop[:pivot]
+                    cycles.append([*loop, loop[0]])
+                elif not state.get(target):
+                    state[target] = visiting
+                    trail.append(target)
+                    stack.append((target, 0))
+            else:
+                state[current] = done
+                trail.pop()
+                stack.pop()
+    return sorted(cycles)

@@ -1,0 +1,231 @@
+"""Reading YAML and JSON files that people and other programs write, with guards.
+
+YAML goes through PyYAML's composer (the C one when present) and our own small constructor,
+which gives us what the stock safe loader does not: duplicate keys are errors with a line and
+column, aliases cannot expand into a "billion laughs", nesting is bounded, and scalars keep the
+types JSON Schema expects (timestamps stay strings). Positions are only needed to report an
+error, so they are computed on demand by composing the file a second time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from supervisor.errors import InputError, Problem, dotted
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 100
+
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALARS = SafeConstructor()
+_TAG = "tag:yaml.org,2002:"
+_PLAIN_SCALARS = {_TAG + name for name in ("null", "bool", "int", "float")}
+
+Path_ = tuple[str | int, ...]
+Position = tuple[int, int]
+
+
+def read_text(path: Path, display: str | None = None) -> str:
+    """The file's text, or an `InputError` saying why it cannot be had."""
+    shown = display or str(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise InputError([Problem(shown, message="is not a regular file")])
+        if size > MAX_FILE_BYTES:
+            raise InputError(
+                [Problem(shown, message=f"is {size} bytes; the limit is {MAX_FILE_BYTES}")]
+            )
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError([Problem(shown, message="does not exist")]) from None
+    except OSError as error:
+        raise InputError([Problem(shown, message=f"cannot be read: {error.strerror}")]) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        message = f"is not valid UTF-8 (byte 0x{raw[error.start]:02x})"
+        raise InputError([Problem(shown, line, column, message=message)]) from None
+
+
+class YamlDocument:
+    """A parsed YAML file: its value, and where each part of it was written."""
+
+    def __init__(self, text: str, display: str) -> None:
+        self.text = text
+        self.display = display
+        self.value: Any = _build(text, display, record=False)[0]
+        self._positions: dict[Path_, Position] | None = None
+        self._key_positions: dict[Path_, Position] = {}
+
+    def locate(self, path: Path_, *, key: bool = False) -> Position | None:
+        """Line and column (1-based) of the value at `path`, or of its key with `key=True`.
+
+        Falls back to the nearest enclosing value when `path` itself is not in the file.
+        """
+        if self._positions is None:
+            _, self._positions, self._key_positions = _build(self.text, self.display, record=True)
+        if key and path in self._key_positions:
+            return self._key_positions[path]
+        while path not in self._positions and path:
+            path = path[:-1]
+        return self._positions.get(path)
+
+    def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem:
+        line, column = self.locate(path, key=key) or (None, None)
+        return Problem(self.display, line, column, dotted(path), message)
+
+
+def load_yaml(path: Path, display: str | None = None) -> YamlDocument:
+    shown = display or str(path)
+    return YamlDocument(read_text(path, shown), shown)
+
+
+def load_json(path: Path, display: str | None = None) -> Any:
+    shown = display or str(path)
+    return parse_json(read_text(path, shown), shown)
+
+
+def parse_json(text: str, display: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            [Problem(display, error.lineno, error.colno, message=f"invalid JSON: {error.msg}")]
+        ) from None
+    except ValueError as error:
+        raise InputError([Problem(display, message=f"invalid JSON: {error}")]) from None
+    except RecursionError:
+        raise InputError([Problem(display, message="invalid JSON: nested too deeply")]) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _build(
+    text: str, display: str, *, record: bool
+) -> tuple[Any, dict[Path_, Position], dict[Path_, Position]]:
+    loader = _YamlLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        message = " ".join(str(part) for part in (error.context, error.problem) if part)
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise InputError([Problem(display, line, column, message=f"invalid YAML: {message}")]) from None
+    except yaml.YAMLError as error:
+        raise InputError([Problem(display, message=f"invalid YAML: {error}")]) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise InputError([Problem(display, 1, 1, message="is empty")])
+    builder = _Builder(display, budget=2 * len(text) + 100_000, record=record)
+    value = builder.build(root, ())
+    if builder.problems:
+        raise InputError(builder.problems)
+    return value, builder.positions, builder.key_positions
+
+
+class _Builder:
+    """Turns composed YAML nodes into plain JSON-like values."""
+
+    def __init__(self, display: str, *, budget: int, record: bool) -> None:
+        self.display = display
+        self.budget = budget
+        self.record = record
+        self.problems: list[Problem] = []
+        self.positions: dict[Path_, Position] = {}
+        self.key_positions: dict[Path_, Position] = {}
+
+    def fail(self, node: Node, path: Path_, message: str) -> None:
+        mark = node.start_mark
+        self.problems.append(Problem(self.display, mark.line + 1, mark.column + 1, dotted(path), message))
+
+    def build(self, node: Node, path: Path_) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise InputError(
+                [Problem(self.display, message="YAML aliases expand to too many values; "
+                         "refusing to load it (an alias bomb?)")]
+            )
+        if len(path) > MAX_DEPTH:
+            raise InputError(
+                [Problem(self.display, node.start_mark.line + 1, node.start_mark.column + 1,
+                         message=f"nested more than {MAX_DEPTH} levels deep")]
+            )
+        if self.record:
+            self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path)
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            return self.mapping(node, path)
+        self.fail(node, path, "unsupported YAML node")  # pragma: no cover - the composer makes no other kind
+        return None
+
+    def scalar(self, node: ScalarNode, path: Path_) -> Any:
+        tag = node.tag
+        if tag == _TAG + "str" or tag == _TAG + "timestamp":
+            # Timestamps stay text: JSON Schema checks them, and the engine parses them once.
+            return node.value
+        if tag in _PLAIN_SCALARS:
+            constructor: Callable[[SafeConstructor, ScalarNode], Any] = (
+                SafeConstructor.yaml_constructors[tag]
+            )
+            value = constructor(_SCALARS, node)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.fail(node, path, f"{node.value!r} is not a finite number")
+            return value
+        self.fail(node, path, f"unsupported YAML tag {tag!r}")
+        return None
+
+    def mapping(self, node: MappingNode, path: Path_) -> dict[str, Any]:
+        explicit: dict[str, Any] = {}
+        first_seen: dict[str, Node] = {}
+        merged: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _TAG + "merge":
+                self.merge(value_node, path, merged)
+                continue
+            if not isinstance(key_node, ScalarNode) or key_node.tag != _TAG + "str":
+                shown = key_node.value if isinstance(key_node, ScalarNode) else "a collection"
+                self.fail(key_node, path, f"key {shown!r} must be a string (quote it)")
+                continue
+            key = key_node.value
+            if key in first_seen:
+                self.fail(
+                    key_node, (*path, key),
+                    f"duplicate key {key!r} (first defined at line "
+                    f"{first_seen[key].start_mark.line + 1})",
+                )
+                continue
+            first_seen[key] = key_node
+            if self.record:
+                mark = key_node.start_mark
+                self.key_positions[(*path, key)] = (mark.line + 1, mark.column + 1)
+            explicit[key] = self.build(value_node, (*path, key))
+        if not merged:
+            return explicit
+        # Merge keys (`<<: *defaults`): keys written in this mapping win over merged ones.
+        return {**merged, **explicit}
+
+    def merge(self, value_node: Node, path: Path_, merged: dict[str, Any]) -> None:
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                self.fail(source, path, "a merge key (<<) must refer to a mapping")
+                continue
+            for key, value in self.mapping(source, path).items():
+                merged.setdefault(key, value)

@@ -1,0 +1,129 @@
+"""The merged document: desired and actual state side by side, one document per subject.
+
+This is the rule authors' API (docs/rules.md describes it): keys are only ever added.
+Documents share the inventory's and the world's records rather than copying them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from supervisor.clock import format_time
+from supervisor.inventory import Inventory
+from supervisor.world import World
+
+
+@dataclass(frozen=True, order=True)
+class Subject:
+    kind: str  # service, node or world
+    id: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "id": self.id}
+
+    @property
+    def node(self) -> str:
+        """The node a service or node subject is on."""
+        return self.id.split("/", 1)[0]
+
+
+WORLD = Subject("world", "world")
+
+
+class State:
+    """Desired and actual state at one evaluation time, indexed for building documents."""
+
+    def __init__(self, inventory: Inventory, world: World, now: datetime) -> None:
+        self.inventory = inventory
+        self.world = world
+        self.now = now
+        self.now_text = format_time(now)
+        self._world_summary = {
+            "observed_at": format_time(world.observed_at),
+            "observer": world.observer,
+        }
+
+        self.deployments: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for deployment in world.deployments:
+            self.deployments[deployment["service"]].append(deployment)
+        self.incidents: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for incident in world.incidents:
+            self.incidents[incident["subject"]].append(incident)
+
+        service_ids = set(inventory.services) | set(world.services) | set(self.deployments)
+        service_ids |= {subject for subject in self.incidents if "/" in subject}
+        node_names = set(inventory.nodes) | set(world.nodes)
+        node_names |= {service_id.split("/", 1)[0] for service_id in service_ids}
+        node_names |= {subject for subject in self.incidents if "/" not in subject}
+
+        self.hosted: dict[str, list[str]] = defaultdict(list)
+        for service_id in sorted(service_ids):
+            self.hosted[service_id.split("/", 1)[0]].append(service_id)
+        self.subjects: dict[str, list[Subject]] = {
+            "service": [Subject("service", service_id) for service_id in sorted(service_ids)],
+            "node": [Subject("node", name) for name in sorted(node_names)],
+            "world": [WORLD],
+        }
+
+    def is_critical(self, subject: Subject) -> bool:
+        """Declared critical: the subject itself, or the node it is on."""
+        if subject.kind == "world":
+            return False
+        node = self.inventory.nodes.get(subject.node)
+        if node is not None and node.critical:
+            return True
+        service = self.inventory.services.get(subject.id) if subject.kind == "service" else None
+        return service is not None and service.critical
+
+    def document(self, subject: Subject) -> dict[str, Any]:
+        """What a rule's matcher sees when it is evaluated on `subject`."""
+        base: dict[str, Any] = {
+            "now": self.now_text,
+            "subject": subject.to_json(),
+            "params": {},
+            "world": self._world_summary,
+        }
+        if subject.kind == "service":
+            service = self._service(subject.id)
+            dependencies = [
+                {**self._service(dependency), "node": self._node(dependency.split("/", 1)[0])}
+                for dependency in (service["desired"] or {}).get("depends_on", [])
+            ]
+            return {
+                **base,
+                "service": service,
+                "node": self._node(subject.node),
+                "dependencies": dependencies,
+                "deployments": self.deployments.get(subject.id, []),
+                "incidents": self.incidents.get(subject.id, []),
+            }
+        if subject.kind == "node":
+            return {
+                **base,
+                "node": self._node(subject.id),
+                "services": [self._service(service_id) for service_id in self.hosted.get(subject.id, [])],
+                "incidents": self.incidents.get(subject.id, []),
+            }
+        return base
+
+    def _service(self, service_id: str) -> dict[str, Any]:
+        node, name = service_id.split("/", 1)
+        declared = self.inventory.services.get(service_id)
+        return {
+            "id": service_id,
+            "node": node,
+            "name": name,
+            "desired": declared.desired if declared else None,
+            "actual": self.world.services.get(service_id),
+        }
+
+    def _node(self, name: str) -> dict[str, Any]:
+        declared = self.inventory.nodes.get(name)
+        return {
+            "name": name,
+            "desired": declared.desired if declared else None,
+            "actual": self.world.nodes.get(name),
+        }

@@ -1,0 +1,44 @@
+"""The vocabularies the rules speak. Plain dicts: the schemas and the docs are checked against them."""
+
+from __future__ import annotations
+
+EVENT_TYPES: dict[str, str] = {
+    "reconcile_required": "the desired state is not met; reconcile it",
+    "reconcile_recommended": "something needs a person's attention",
+    "reconcile_blocked": "reconciling now would not help; fix the cause first",
+}
+
+# The severity a recommendation gets when its rule does not say.
+DEFAULT_SEVERITY: dict[str, str] = {
+    "reconcile_required": "warning",
+    "reconcile_recommended": "info",
+    "reconcile_blocked": "critical",
+}
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+
+SUBJECT_KINDS: dict[str, str] = {
+    "service": "every service declared in the inventory or present in the world",
+    "node": "every node declared in the inventory or present in the world",
+    "world": "the world snapshot itself (one subject, id `world`)",
+}
+
+CONDITIONS: dict[str, str] = {
+    "stale_world": "the world snapshot is older than the allowed age",
+    "offline_node": "a declared node is offline, absent, or silent for too long",
+    "missing_service": "a declared service is absent from the world",
+    "unhealthy_service": "a declared service reports a status other than ok",
+    "failed_deployment": "recent deployments of a service failed",
+    "dependency_unavailable": "a service cannot come up because a dependency is unavailable",
+    "unresolved_incident": "an incident on a node or service is still open or acknowledged",
+    "unmanaged_service": "a service runs that no node declares",
+}
+
+# What `overrules.subjects` can name, relative to the subject the overruling rule fired on.
+OVERRULE_SCOPES: dict[str, str] = {
+    "self": "the same subject",
+    "hosted_services": "the services on the node the rule fired on (node rules only)",
+    "all": "every subject",
+}
+
+SUMMARY_STATES: tuple[str, ...] = ("nominal", "degraded", "unstable")

@@ -1,0 +1,268 @@
+"""The rule model: loading rule files, layering rule sets, and checking every rule at load."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import ParseError
+
+from supervisor import schemas
+from supervisor.errors import Problem, RuleError, SupervisorError, raise_if
+from supervisor.functions import function_names
+from supervisor.loader import YamlDocument, load_yaml
+from supervisor.registry import CONDITIONS, DEFAULT_SEVERITY
+from supervisor.resources import data_dir
+
+# `{{ expression }}` in a reason is replaced by the expression's value for the subject.
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Overrule:
+    scope: str  # a key of registry.OVERRULE_SCOPES
+    actions: frozenset[str] | None = None
+    conditions: frozenset[str] | None = None
+
+    def covers(self, action: str, condition: str) -> bool:
+        return (self.actions is None or action in self.actions) and (
+            self.conditions is None or condition in self.conditions
+        )
+
+
+@dataclass(frozen=True)
+class Template:
+    """A reason: literal text and compiled JMESPath placeholders, alternating."""
+
+    text: str
+    literals: tuple[str, ...]
+    expressions: tuple[Any, ...]  # compiled ASTs, one fewer than literals
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    kind: str  # which subjects it applies to: service, node or world
+    condition: str
+    match: str
+    ast: Any = field(repr=False, compare=False)
+    event: str = ""
+    action: str = ""
+    severity: str = ""
+    reason: Template | None = None
+    description: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    overrules: Overrule | None = None
+    enabled: bool = True
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    params: dict[str, Any]
+    conditions: dict[str, str]
+
+    def index(self, rule_id: str) -> int:
+        return next(i for i, rule in enumerate(self.rules) if rule.id == rule_id)
+
+
+def default_rules_dir() -> Path:
+    return data_dir("rules")
+
+
+def load_rules(
+    sources: Sequence[Path], *, params: dict[str, Any] | None = None
+) -> RuleSet:
+    """Loads rule sets in order; each later one layers over the earlier ones.
+
+    A rule whose id already exists replaces it, in its place, only with `override: true`.
+    `params` (from the command line) win over every rule set's params.
+    """
+    problems: list[Problem] = []
+    loaded: list[tuple[YamlDocument, dict[str, Any]]] = []
+    for source in sources:
+        for file in _rule_files(source, problems):
+            try:
+                document = load_yaml(file, str(file))
+            except SupervisorError as error:
+                problems.extend(error.problems)
+                continue
+            if not isinstance(document.value, dict):
+                problems.append(document.problem((), "must be a mapping with a 'rules' list"))
+                continue
+            found = schemas.check("rules", document.value, _RuleSource(document))
+            if found:
+                problems.extend(found)
+                continue
+            loaded.append((document, document.value))
+
+    conditions = dict(CONDITIONS)
+    shared_params: dict[str, Any] = {}
+    for _, content in loaded:
+        conditions.update(content.get("conditions", {}))
+        shared_params.update(content.get("params", {}))
+    shared_params.update(params or {})
+
+    rules: list[Rule] = []
+    positions: dict[str, int] = {}
+    known_functions = set(function_names())
+    for document, content in loaded:
+        for index, spec in enumerate(content["rules"]):
+            where = _RuleSource(document)
+            rule, found = _build_rule(spec, index, document, conditions, known_functions)
+            problems.extend(found)
+            rule_id = spec["id"]
+            path = ("rules", index, "id")
+            if rule_id in positions:
+                if not spec.get("override", False):
+                    earlier = rules[positions[rule_id]].file
+                    problems.append(where.problem(
+                        path, f"rule id {rule_id!r} is already defined in {earlier} "
+                        "(say 'override: true' to replace it)"))
+                    continue
+            elif spec.get("override", False):
+                problems.append(where.problem(
+                    ("rules", index, "override"), f"rule {rule_id!r} overrides no earlier rule"))
+                continue
+            if rule is None:
+                continue
+            rule = replace(rule, params={**shared_params, **rule.params, **(params or {})})
+            if rule_id in positions:
+                rules[positions[rule_id]] = rule
+            else:
+                positions[rule_id] = len(rules)
+                rules.append(rule)
+    raise_if(problems, RuleError)
+    return RuleSet(rules=tuple(rules), params=shared_params, conditions=conditions)
+
+
+def _rule_files(source: Path, problems: list[Problem]) -> list[Path]:
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        problems.append(Problem(str(source), message="rules directory does not exist"))
+        return []
+    files = sorted(
+        entry for entry in source.iterdir()
+        if entry.suffix in (".yaml", ".yml") and not entry.name.startswith(".")
+    )
+    if not files:
+        problems.append(Problem(str(source), message="holds no rule files (*.yaml)"))
+    return files
+
+
+class _RuleSource:
+    """Names the rule, by id, in every problem located inside it."""
+
+    def __init__(self, document: YamlDocument) -> None:
+        self.document = document
+
+    def problem(self, path: tuple[str | int, ...], message: str, *, key: bool = False) -> Problem:
+        rules = self.document.value.get("rules") if isinstance(self.document.value, dict) else None
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int) \
+                and isinstance(rules, list) and path[1] < len(rules):
+            spec = rules[path[1]]
+            if isinstance(spec, dict) and isinstance(spec.get("id"), str):
+                message = f"rule {spec['id']!r}: {message}"
+        return self.document.problem(path, message, key=key)
+
+
+def _build_rule(
+    spec: dict[str, Any], index: int, document: YamlDocument,
+    conditions: dict[str, str], known_functions: set[str],
+) -> tuple[Rule | None, list[Problem]]:
+    where = _RuleSource(document)
+    at = ("rules", index)
+    problems: list[Problem] = []
+    kind = spec.get("subject", "service")
+
+    ast, found = compile_expression(spec["match"], known_functions)
+    problems.extend(where.problem((*at, "match"), message) for message in found)
+    reason = None
+    if "reason" in spec:
+        reason, found = compile_template(spec["reason"], known_functions)
+        problems.extend(where.problem((*at, "reason"), message) for message in found)
+
+    if spec["condition"] not in conditions:
+        problems.append(where.problem(
+            (*at, "condition"), f"unknown condition {spec['condition']!r} (known: "
+            f"{', '.join(sorted(conditions))}; declare new ones under 'conditions:')"))
+    overrules = None
+    if "overrules" in spec:
+        spec_overrules = spec["overrules"]
+        if spec_overrules["subjects"] == "hosted_services" and kind != "node":
+            problems.append(where.problem(
+                (*at, "overrules", "subjects"), "'hosted_services' only applies to node rules"))
+        for name in spec_overrules.get("conditions", []):
+            if name not in conditions:
+                problems.append(where.problem(
+                    (*at, "overrules", "conditions"), f"unknown condition {name!r}"))
+        overrules = Overrule(
+            scope=spec_overrules["subjects"],
+            actions=_frozen(spec_overrules.get("actions")),
+            conditions=_frozen(spec_overrules.get("conditions")),
+        )
+    if problems:
+        return None, problems
+    return Rule(
+        id=spec["id"],
+        kind=kind,
+        condition=spec["condition"],
+        match=spec["match"],
+        ast=ast,
+        event=spec["event"],
+        action=spec["action"],
+        severity=spec.get("severity", DEFAULT_SEVERITY[spec["event"]]),
+        reason=reason,
+        description=spec.get("description", ""),
+        params=spec.get("params", {}),
+        overrules=overrules,
+        enabled=spec.get("enabled", True),
+        file=document.display,
+    ), []
+
+
+def _frozen(values: list[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(values)
+
+
+def compile_expression(text: str, known_functions: set[str]) -> tuple[Any, list[str]]:
+    """The expression's AST, or the reasons it cannot be one."""
+    try:
+        ast = jmespath.compile(text).parsed
+    except ParseError as error:
+        headline = str(error).split("\n", 1)[0].rstrip(":")
+        detail = headline.split(": ", 1)[-1]
+        return None, [f"invalid JMESPath at column {error.lex_position + 1}: {detail}: {text!r}"]
+    unknown = sorted({name for name in _function_calls(ast) if name not in known_functions})
+    if unknown:
+        return None, [f"unknown function {name}() in {text!r}" for name in unknown]
+    return ast, []
+
+
+def compile_template(text: str, known_functions: set[str]) -> tuple[Template | None, list[str]]:
+    pieces = _PLACEHOLDER.split(text)
+    # Reasons are one line, whatever the YAML block style they were written in.
+    literals = [re.sub(r"\s+", " ", literal) for literal in pieces[0::2]]
+    literals[0], literals[-1] = literals[0].lstrip(), literals[-1].rstrip()
+    expressions, problems = [], []
+    for expression in pieces[1::2]:
+        ast, found = compile_expression(expression.strip(), known_functions)
+        problems.extend(found)
+        expressions.append(ast)
+    if problems:
+        return None, problems
+    return Template(text=text, literals=tuple(literals), expressions=tuple(expressions)), []
+
+
+def _function_calls(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if node.get("type") == "function_expression":
+            yield node["value"]
+        for child in node.get("children", []):
+            yield from _function_calls(child)

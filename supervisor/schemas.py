@@ -1,0 +1,141 @@
+"""JSON Schema validation of the inventory, the world and the rules, with messages for people."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from functools import cache
+from typing import Any, Protocol
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+
+from supervisor.clock import is_time
+from supervisor.errors import Problem, dotted
+from supervisor.resources import data_dir
+
+Path_ = tuple[str | int, ...]
+
+# jsonschema checks `format` only when given a checker, and its own date-time check needs an
+# optional package; ours also insists on a zone.
+_FORMATS = FormatChecker(formats=())
+_FORMATS.checks("date-time")(is_time)
+
+
+class Source(Protocol):
+    """Where a document came from, able to say where a path inside it is."""
+
+    def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem: ...
+
+
+class JsonSource:
+    """A JSON file: machine-written, so a path is enough to find the spot."""
+
+    def __init__(self, display: str, prefix: Path_ = ()) -> None:
+        self.display = display
+        self.prefix = prefix
+
+    def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem:
+        return Problem(self.display, None, None, dotted((*self.prefix, *path)), message)
+
+
+@cache
+def _schema_file(name: str) -> dict[str, Any]:
+    with (data_dir("schemas") / f"{name}.schema.json").open(encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
+
+
+@cache
+def validator(name: str, definition: str | None = None) -> Draft202012Validator:
+    """A reusable validator for a schema file, or for one of its `$defs`."""
+    schema = _schema_file(name)
+    if definition is not None:
+        schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
+    return Draft202012Validator(schema, format_checker=_FORMATS)
+
+
+def check(name: str, instance: Any, source: Source, definition: str | None = None) -> list[Problem]:
+    """Every way `instance` breaks the schema, each as a located problem."""
+    problems: list[Problem] = []
+    for error in validator(name, definition).iter_errors(instance):
+        for path, message, key in _describe(error):
+            problems.append(source.problem(path, message, key=key))
+    return problems
+
+
+def _describe(error: ValidationError) -> list[tuple[Path_, str, bool]]:
+    path: Path_ = tuple(error.absolute_path)
+    kind = error.validator
+    instance = error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        known = list(schema.get("properties", {}))
+        patterns = list(schema.get("patternProperties", {}))
+        found = []
+        for name in instance:
+            if name in known or any(re.search(pattern, name) for pattern in patterns):
+                continue
+            found.append(((*path, name), f"unknown key {name!r}{_did_you_mean(name, known)}", True))
+        return found
+    if kind == "required" and isinstance(instance, dict):
+        return [
+            (path, f"missing required key {name!r}", False)
+            for name in error.validator_value
+            if name not in instance
+        ]
+    if kind == "type":
+        wanted = error.validator_value
+        wanted_text = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return [(path, f"expected {wanted_text}, got {_shown(instance)}", False)]
+    if kind == "enum":
+        choices = [str(choice) for choice in error.validator_value]
+        hint = _did_you_mean(str(instance), choices) if isinstance(instance, str) else ""
+        return [(path, f"{_shown(instance)} is not one of: {', '.join(choices)}{hint}", False)]
+    if kind == "format":
+        return [(path, f"{_shown(instance)} is not an RFC 3339 timestamp with a zone "
+                       "(like 2026-11-26T10:00:00Z)", False)]
+    if kind == "pattern":
+        in_name = _is_property_name(error)
+        what = "name" if in_name else "value"
+        rule = _PATTERNS.get(error.validator_value, f"does not match {error.validator_value}")
+        message = f"{what} {instance!r} {rule}"
+        return [((*path, instance) if in_name else path, message, in_name)]
+    if kind == "uniqueItems":
+        return [(path, "lists the same item more than once", False)]
+    return [(path, error.message, False)]
+
+
+_NAME = "lowercase letters, digits, '_', '.' and '-', starting with a letter or digit, at most 63"
+_PATTERNS = {
+    "^[a-z0-9][a-z0-9_.-]{0,62}$": f"is not a valid name ({_NAME})",
+    "^[a-z0-9][a-z0-9_.-]{0,62}/[a-z0-9][a-z0-9_.-]{0,62}$":
+        "is not a service id (<node>/<service>)",
+    "^([a-z0-9][a-z0-9_.-]{0,62}/)?[a-z0-9][a-z0-9_.-]{0,62}$":
+        "is not a service (<service> on the same node, or <node>/<service>)",
+    "^[a-z0-9][a-z0-9_.-]{0,62}(/[a-z0-9][a-z0-9_.-]{0,62})?$":
+        "is not a node or service id (<node> or <node>/<service>)",
+    "^[a-z][a-z0-9_]{0,62}$": "is not a valid word (lowercase letters, digits and '_')",
+}
+
+
+def _is_property_name(error: ValidationError) -> bool:
+    return "propertyNames" in error.absolute_schema_path
+
+
+def _shown(value: Any) -> str:
+    kinds = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+             dict: "mapping", type(None): "null"}
+    kind = kinds.get(type(value), type(value).__name__)
+    if isinstance(value, dict | list):
+        return kind
+    text = json.dumps(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{kind} {text}"
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
