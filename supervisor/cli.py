@@ -10,7 +10,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -35,12 +35,12 @@ DEFAULT_INVENTORY = Path("hosts")
 DEFAULT_WORLD = Path("/opt/homelab/world")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
 
 
-class FailOn(str, Enum):
+class FailOn(StrEnum):
     degraded = "degraded"
     unstable = "unstable"
 

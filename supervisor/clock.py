@@ -16,7 +16,7 @@ def parse_time(text: str) -> datetime:
     """Parses an RFC 3339 timestamp; raises ValueError for anything else, naive ones included."""
     if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp with a zone")
-    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    return datetime.fromisoformat(text.upper())
 
 
 def is_time(text: object) -> bool:

@@ -52,8 +52,8 @@ def render_table(evaluation: Evaluation, *, colour: bool = False) -> str:
     count = len(evaluation.recommendations)
     noun = "recommendation" if count == 1 else "recommendations"
     lines = [
-        f"{paint(evaluation.summary.upper(), evaluation.summary)}  "
-        f"{count} {noun}, evaluated at {evaluation.now}"
+        (f"{paint(evaluation.summary.upper(), evaluation.summary)}  "
+        f"{count} {noun}, evaluated at {evaluation.now}")
     ]
     rows = list(evaluation.recommendations)
     if not rows:

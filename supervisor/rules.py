@@ -84,7 +84,7 @@ def load_rules(
     `params` (from the command line) win over every rule set's params.
     """
     problems: list[Problem] = []
-    loaded: list[tuple[YamlDocument, dict[str, Any]]] = []
+    loaded: list[tuple[YamlDocument, dict[str, Any], set[int | None]]] = []
     for source in sources:
         for file in _rule_files(source, problems):
             try:
@@ -96,14 +96,17 @@ def load_rules(
                 problems.append(document.problem((), "must be a mapping with a 'rules' list"))
                 continue
             found = schemas.check("rules", document.value, _RuleSource(document))
-            if found:
-                problems.extend(found)
-                continue
-            loaded.append((document, document.value))
+            problems.extend(found)
+            broken = {_rule_index(problem.path) for problem in found}
+            if None in broken:
+                continue  # the file's own structure is wrong, not just some of its rules
+            # Rules that passed the schema still get their semantic checks, so that one run
+            # reports every problem.
+            loaded.append((document, document.value, broken))
 
     conditions = dict(CONDITIONS)
     shared_params: dict[str, Any] = {}
-    for _, content in loaded:
+    for _, content, _ in loaded:
         conditions.update(content.get("conditions", {}))
         shared_params.update(content.get("params", {}))
     shared_params.update(params or {})
@@ -111,8 +114,10 @@ def load_rules(
     rules: list[Rule] = []
     positions: dict[str, int] = {}
     known_functions = set(function_names())
-    for document, content in loaded:
+    for document, content, broken in loaded:
         for index, spec in enumerate(content["rules"]):
+            if index in broken:
+                continue
             where = _RuleSource(document)
             rule, found = _build_rule(spec, index, document, conditions, known_functions)
             problems.extend(found)
@@ -139,6 +144,12 @@ def load_rules(
                 rules.append(rule)
     raise_if(problems, RuleError)
     return RuleSet(rules=tuple(rules), params=shared_params, conditions=conditions)
+
+
+def _rule_index(path: str) -> int | None:
+    """`rules[3].match` -> 3; None for a problem outside any single rule."""
+    match = re.match(r"rules\[(\d+)\]", path)
+    return int(match.group(1)) if match else None
 
 
 def _rule_files(source: Path, problems: list[Problem]) -> list[Path]:
@@ -238,7 +249,7 @@ def compile_expression(text: str, known_functions: set[str]) -> tuple[Any, list[
     except ParseError as error:
         headline = str(error).split("\n", 1)[0].rstrip(":")
         detail = headline.split(": ", 1)[-1]
-        return None, [f"invalid JMESPath at column {error.lex_position + 1}: {detail}: {text!r}"]
+        return None, [f"invalid JMESPath at position {error.lex_position + 1}: {detail}: {text!r}"]
     unknown = sorted({name for name in _function_calls(ast) if name not in known_functions})
     if unknown:
         return None, [f"unknown function {name}() in {text!r}" for name in unknown]

@@ -68,6 +68,7 @@ def check(name: str, instance: Any, source: Source, definition: str | None = Non
 def _describe(error: ValidationError) -> list[tuple[Path_, str, bool]]:
     path: Path_ = tuple(error.absolute_path)
     kind = error.validator
+    value: Any = error.validator_value
     instance = error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
     if kind == "additionalProperties" and isinstance(instance, dict):
@@ -82,26 +83,26 @@ def _describe(error: ValidationError) -> list[tuple[Path_, str, bool]]:
     if kind == "required" and isinstance(instance, dict):
         return [
             (path, f"missing required key {name!r}", False)
-            for name in error.validator_value
+            for name in value
             if name not in instance
         ]
     if kind == "type":
-        wanted = error.validator_value
+        wanted = value
         wanted_text = " or ".join(wanted) if isinstance(wanted, list) else wanted
         return [(path, f"expected {wanted_text}, got {_shown(instance)}", False)]
     if kind == "enum":
-        choices = [str(choice) for choice in error.validator_value]
+        choices = [str(choice) for choice in value]
         hint = _did_you_mean(str(instance), choices) if isinstance(instance, str) else ""
         return [(path, f"{_shown(instance)} is not one of: {', '.join(choices)}{hint}", False)]
     if kind == "format":
-        return [(path, f"{_shown(instance)} is not an RFC 3339 timestamp with a zone "
-                       "(like 2026-11-26T10:00:00Z)", False)]
+        return [(path, (f"{_shown(instance)} is not an RFC 3339 timestamp with a zone "
+                       "(like 2026-11-26T10:00:00Z)"), False)]
     if kind == "pattern":
         in_name = _is_property_name(error)
         what = "name" if in_name else "value"
-        rule = _PATTERNS.get(error.validator_value, f"does not match {error.validator_value}")
+        rule = _PATTERNS.get(value, f"does not match {value}")
         message = f"{what} {instance!r} {rule}"
-        return [((*path, instance) if in_name else path, message, in_name)]
+        return [((*path, str(instance)) if in_name else path, message, in_name)]
     if kind == "uniqueItems":
         return [(path, "lists the same item more than once", False)]
     return [(path, error.message, False)]

@@ -28,15 +28,13 @@ class World:
 def load_world(path: Path) -> World:
     if not path.exists():
         raise InputError([Problem(str(path), message="world snapshot does not exist")])
-    if path.is_dir():
-        document = _read_directory(path)
-    else:
-        document = _read_file(path)
+    document = _read_directory(path) if path.is_dir() else _read_file(path)
     return _assemble(document)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     display = str(path)
+    source: schemas.Source
     if path.suffix in (".yaml", ".yml"):
         yaml_document = load_yaml(path, display)
         document, source = yaml_document.value, yaml_document

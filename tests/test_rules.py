@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.errors import RuleError
+from supervisor.rules import default_rules_dir, load_rules
+
+RULE = """
+  - id: {id}
+    condition: unhealthy_service
+    match: "service.actual.status != 'ok'"
+    event: reconcile_required
+    action: redeploy
+"""
+
+
+def rule_set(tmp_path: Path, name: str, text: str) -> Path:
+    directory = tmp_path / name
+    directory.mkdir(exist_ok=True)
+    (directory / "rules.yaml").write_text(text)
+    return directory
+
+
+def problems(*sources: Path) -> list[str]:
+    with pytest.raises(RuleError) as caught:
+        load_rules(list(sources))
+    return [str(p) for p in caught.value.problems]
+
+
+def test_default_rules_load_and_cover_every_condition() -> None:
+    from supervisor.registry import CONDITIONS
+
+    rules = load_rules([default_rules_dir()])
+    assert {rule.condition for rule in rules.rules} == set(CONDITIONS)
+    assert all(rule.description for rule in rules.rules)
+    assert all(rule.reason is not None for rule in rules.rules)
+
+
+def test_invalid_jmespath_names_rule_file_and_line(tmp_path: Path) -> None:
+    source = rule_set(tmp_path, "mine", "rules:\n" + RULE.format(id="bad").replace(
+        "\"service.actual.status != 'ok'\"", "\"service.actual.status ==\""))
+    assert problems(source) == [
+        (f"{source}/rules.yaml:5:12: rules[0].match: rule 'bad': invalid JMESPath at position 25: "
+        "Incomplete expression: 'service.actual.status =='")
+    ]
+
+
+def test_unknown_function(tmp_path: Path) -> None:
+    source = rule_set(tmp_path, "mine", "rules:\n" + RULE.format(id="f").replace(
+        "\"service.actual.status != 'ok'\"", "\"agee(service.actual.since) > `1`\""))
+    assert problems(source)[0].endswith("rule 'f': unknown function agee() in "
+                                        "'agee(service.actual.since) > `1`'")
+
+
+def test_schema_problems_name_the_rule(tmp_path: Path) -> None:
+    text = "rules:\n" + RULE.format(id="ev").replace("reconcile_required", "reconcile_now")
+    text += "  - id: incomplete\n    condition: unhealthy_service\n"
+    found = problems(rule_set(tmp_path, "mine", text))
+    assert any("rules[0].event: rule 'ev': string \"reconcile_now\" is not one of" in p
+               for p in found)
+    assert any("rules[1]: rule 'incomplete': missing required key 'match'" in p for p in found)
+    assert any("missing required key 'event'" in p for p in found)
+
+
+def test_unknown_key_in_a_rule(tmp_path: Path) -> None:
+    text = "rules:\n" + RULE.format(id="k") + "    serverity: critical\n"
+    (problem,) = problems(rule_set(tmp_path, "mine", text))
+    assert "rule 'k': unknown key 'serverity' (did you mean 'severity'?)" in problem
+
+
+def test_unknown_condition_unless_declared(tmp_path: Path) -> None:
+    text = "rules:\n" + RULE.format(id="c").replace("unhealthy_service", "version_drift")
+    assert "unknown condition 'version_drift'" in problems(rule_set(tmp_path, "a", text))[0]
+    declared = "conditions:\n  version_drift: running version differs\n" + text
+    rules = load_rules([rule_set(tmp_path, "b", declared)])
+    assert rules.rules[0].condition == "version_drift"
+
+
+def test_duplicate_id_across_files_is_an_error(tmp_path: Path) -> None:
+    first = rule_set(tmp_path, "a", "rules:\n" + RULE.format(id="same"))
+    second = rule_set(tmp_path, "b", "rules:\n" + RULE.format(id="same"))
+    (problem,) = problems(first, second)
+    assert problem.startswith(f"{second}/rules.yaml:3:9: rules[0].id: rule 'same': ")
+    assert f"already defined in {first}/rules.yaml (say 'override: true'" in problem
+
+
+def test_override_replaces_in_place(tmp_path: Path) -> None:
+    first = rule_set(tmp_path, "a", "rules:\n" + RULE.format(id="one") + RULE.format(id="two"))
+    second = rule_set(tmp_path, "b", "rules:\n" + RULE.format(id="one").replace(
+        "redeploy", "restart") + "    override: true\n" + RULE.format(id="three"))
+    rules = load_rules([first, second])
+    assert [(r.id, r.action) for r in rules.rules] == [
+        ("one", "restart"), ("two", "redeploy"), ("three", "redeploy")]
+
+
+def test_override_of_nothing_is_an_error(tmp_path: Path) -> None:
+    source = rule_set(tmp_path, "a", "rules:\n" + RULE.format(id="x") + "    override: true\n")
+    assert "rule 'x' overrides no earlier rule" in problems(source)[0]
+
+
+def test_params_layer_and_the_command_line_wins(tmp_path: Path) -> None:
+    first = rule_set(tmp_path, "a", "params: {a: 1, b: 1, c: 1}\nrules:\n" + RULE.format(id="r")
+                     + "    params: {b: 2, c: 2}\n")
+    second = rule_set(tmp_path, "b", "params: {a: 3}\nrules: []\n")
+    rules = load_rules([first, second], params={"c": 9})
+    assert rules.rules[0].params == {"a": 3, "b": 2, "c": 9}
+
+
+def test_hosted_services_scope_needs_a_node_rule(tmp_path: Path) -> None:
+    text = "rules:\n" + RULE.format(id="h") + "    overrules: {subjects: hosted_services}\n"
+    assert "'hosted_services' only applies to node rules" in problems(
+        rule_set(tmp_path, "a", text))[0]
+
+
+def test_bad_placeholder_in_reason(tmp_path: Path) -> None:
+    text = "rules:\n" + RULE.format(id="r") + '    reason: "{{ service.( }}"\n'
+    assert "rule 'r': invalid JMESPath" in problems(rule_set(tmp_path, "a", text))[0]
+
+
+def test_rules_directory_must_exist_and_hold_rules(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert problems(tmp_path / "missing", tmp_path / "empty") == [
+        f"{tmp_path}/empty: holds no rule files (*.yaml)",
+        f"{tmp_path}/missing: rules directory does not exist",
+    ]
+
+
+def test_bad_yaml_in_rule_file(tmp_path: Path) -> None:
+    source = rule_set(tmp_path, "a", "rules:\n  - id: [\n")
+    assert "invalid YAML" in problems(source)[0]
+
+
+def test_files_load_in_name_order(tmp_path: Path) -> None:
+    directory = tmp_path / "set"
+    directory.mkdir()
+    (directory / "20-b.yaml").write_text("rules:\n" + RULE.format(id="b"))
+    (directory / "10-a.yaml").write_text("rules:\n" + RULE.format(id="a"))
+    assert [r.id for r in load_rules([directory]).rules] == ["a", "b"]
+
+
+def test_problems_in_several_rules_are_all_reported(tmp_path: Path) -> None:
+    text = ("rules:\n" + RULE.format(id="a").replace("reconcile_required", "reconcile_now")
+            + RULE.format(id="b").replace("\"service.actual.status != 'ok'\"", "\"a ==\""))
+    found = problems(rule_set(tmp_path, "mine", text))
+    assert len(found) == 2
+    assert "rule 'a'" in found[0] and "rule 'b': invalid JMESPath" in found[1]

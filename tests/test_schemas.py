@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor import registry, schemas
+from supervisor.loader import load_yaml
+from supervisor.schemas import JsonSource
+
+
+def inventory_problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "services.yaml"
+    path.write_text(text)
+    document = load_yaml(path, "services.yaml")
+    return [str(p) for p in schemas.check("inventory", document.value, document)]
+
+
+def record_problems(definition: str, record: dict[str, Any]) -> list[str]:
+    return [str(p) for p in schemas.check("world", record, JsonSource("r.json"), definition)]
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    assert inventory_problems(tmp_path, "services:\n  web:\n    depend_on: [db]\n") == [
+        ("services.yaml:3:5: services.web.depend_on: unknown key 'depend_on' "
+        "(did you mean 'depends_on'?)")
+    ]
+
+
+def test_x_keys_are_allowed_at_every_level(tmp_path: Path) -> None:
+    text = "x-top: 1\nnode: {x-rack: 2}\nservices:\n  web: {x-owner: alice}\n"
+    assert inventory_problems(tmp_path, text) == []
+
+
+def test_wrong_type_names_expected_and_got(tmp_path: Path) -> None:
+    assert inventory_problems(tmp_path, 'services:\n  web:\n    critical: "yes"\n') == [
+        'services.yaml:3:15: services.web.critical: expected boolean, got string "yes"'
+    ]
+
+
+def test_all_problems_are_reported(tmp_path: Path) -> None:
+    text = "services:\n  web:\n    critical: 1\n    image: 2\n  Bad: {}\nextra: 1\n"
+    assert len(inventory_problems(tmp_path, text)) == 4
+
+
+def test_missing_services_key(tmp_path: Path) -> None:
+    assert inventory_problems(tmp_path, "node: {critical: true}\n") == [
+        "services.yaml:1:1: missing required key 'services'"
+    ]
+
+
+def test_invalid_service_name(tmp_path: Path) -> None:
+    (problem,) = inventory_problems(tmp_path, "services:\n  Web: {}\n")
+    assert problem.startswith("services.yaml:2:3: services.Web: name 'Web' is not a valid name")
+
+
+def test_unknown_status_lists_the_choices() -> None:
+    assert record_problems("service", {"status": "broken"}) == [
+        ('r.json: status: string "broken" is not one of: '
+        "ok, degraded, failed, stopped, starting, unknown")
+    ]
+
+
+def test_naive_timestamp_is_an_error() -> None:
+    (problem,) = record_problems("node", {"status": "online", "last_seen": "2026-11-26T10:00:00"})
+    assert "last_seen" in problem
+    assert "not an RFC 3339 timestamp with a zone" in problem
+
+
+@pytest.mark.parametrize("moment", [
+    "2026-11-26T10:00:00Z", "2026-11-26T10:00:00.5+01:00", "2026-11-26t10:00:00z"])
+def test_zoned_timestamps_pass(moment: str) -> None:
+    assert record_problems("node", {"status": "online", "last_seen": moment}) == []
+
+
+@pytest.mark.parametrize("moment", ["2026-11-26", "2026-13-01T00:00:00Z", "yesterday", ""])
+def test_other_timestamps_fail(moment: str) -> None:
+    assert record_problems("node", {"status": "online", "last_seen": moment}) != []
+
+
+def test_observers_may_add_fields() -> None:
+    assert record_problems("service", {"status": "ok", "cpu": 0.3, "ports": [80]}) == []
+
+
+def test_missing_required_field() -> None:
+    assert record_problems("node", {"status": "online"}) == [
+        "r.json: missing required key 'last_seen'"]
+
+
+def test_rules_schema_enums_match_the_registries() -> None:
+    definitions = schemas.validator("rules").schema["$defs"]
+    rule = definitions["rule"]["properties"]
+    assert rule["event"]["enum"] == list(registry.EVENT_TYPES)
+    assert rule["severity"]["enum"] == list(registry.SEVERITIES)
+    assert rule["subject"]["enum"] == list(registry.SUBJECT_KINDS)
+    assert definitions["overrules"]["properties"]["subjects"]["enum"] == list(
+        registry.OVERRULE_SCOPES)
+    assert set(registry.DEFAULT_SEVERITY) == set(registry.EVENT_TYPES)
+
+
+@pytest.mark.parametrize("name", ["inventory", "world", "rules"])
+def test_schemas_are_valid_draft_2020_12(name: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(schemas.validator(name).schema)

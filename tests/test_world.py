@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import OBSERVED_AT, ok, write_scenario
+
+from supervisor.errors import InputError
+from supervisor.world import load_world
+
+DEPLOYMENT = {"id": "d1", "service": "n1/web", "status": "failed",
+              "started_at": "2026-11-26T09:00:00Z", "finished_at": "2026-11-26T09:01:00Z"}
+INCIDENT = {"id": "i1", "subject": "n1", "status": "open", "severity": "warning",
+            "opened_at": "2026-11-26T09:00:00Z", "title": "disk"}
+
+
+def test_directory_and_single_file_give_the_same_world(tmp_path: Path) -> None:
+    directory = write_scenario(
+        tmp_path / "dir", {"n1": "services: {}\n"},
+        services={"n1/web": {**ok(), "cpu": 3}}, deployments=[DEPLOYMENT], incidents=[INCIDENT],
+    ) / "world"
+    single = {
+        "observed_at": OBSERVED_AT, "observer": {"name": "test", "version": "1"},
+        "nodes": {"n1": {"status": "online", "last_seen": "2026-11-26T09:59:00Z"}},
+        "services": {"n1/web": {**ok(), "cpu": 3}},
+        "deployments": [DEPLOYMENT], "incidents": [INCIDENT],
+    }
+    (tmp_path / "world.json").write_text(json.dumps(single))
+    (tmp_path / "world.yaml").write_text(json.dumps(single))  # JSON is YAML too
+    expected = load_world(directory)
+    assert load_world(tmp_path / "world.json") == expected
+    assert load_world(tmp_path / "world.yaml") == expected
+    assert expected.services["n1/web"]["cpu"] == 3
+
+
+def test_records_are_sorted_by_time(tmp_path: Path) -> None:
+    later = {**DEPLOYMENT, "id": "a-later", "started_at": "2026-11-26T09:30:00Z",
+             "finished_at": "2026-11-26T09:31:00Z"}
+    world = write_scenario(tmp_path, {"n1": "services: {}\n"}, deployments=[later, DEPLOYMENT])
+    assert [d["id"] for d in load_world(world / "world").deployments] == ["d1", "a-later"]
+
+
+def test_every_bad_record_is_reported(tmp_path: Path) -> None:
+    root = write_scenario(
+        tmp_path, {"n1": "services: {}\n"},
+        services={"n1/a": {"status": "broken"}, "n1/b": {"status": "ok", "since": "yesterday"}},
+        incidents=[{**INCIDENT, "status": "closed"}],
+    )
+    (root / "world" / "services" / "n1" / "c.json").write_text('{"status": ')
+    with pytest.raises(InputError) as caught:
+        load_world(root / "world")
+    messages = [str(p) for p in caught.value.problems]
+    assert len(messages) == 4
+    assert any(m.startswith(f"{root}/world/services/n1/c.json:1:12: invalid JSON") for m in messages)
+
+
+def test_missing_world_json(tmp_path: Path) -> None:
+    (tmp_path / "world").mkdir()
+    with pytest.raises(InputError) as caught:
+        load_world(tmp_path / "world")
+    assert str(caught.value) == f"{tmp_path}/world/world.json: does not exist"
+
+
+def test_missing_world(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="world snapshot does not exist"):
+        load_world(tmp_path / "nope")
+
+
+def test_temporary_and_foreign_files_are_ignored(tmp_path: Path) -> None:
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()})
+    (root / "world" / "services" / "n1" / ".b.json.tmp").write_text("garbage")
+    (root / "world" / "services" / "n1" / "README").write_text("notes")
+    assert list(load_world(root / "world").services) == ["n1/a"]
+
+
+def test_single_file_must_be_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "world.json").write_text("[]")
+    with pytest.raises(InputError, match="must be a mapping"):
+        load_world(tmp_path / "world.json")
+
+
+def test_single_file_services_need_node_ids(tmp_path: Path) -> None:
+    (tmp_path / "world.json").write_text(json.dumps(
+        {"observed_at": OBSERVED_AT, "services": {"web": ok()}}))
+    with pytest.raises(InputError, match=r"services\.web: name 'web' is not a service id"):
+        load_world(tmp_path / "world.json")
