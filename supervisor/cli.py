@@ -227,5 +227,54 @@ def validate_command(
     )
 
 
+@app.command("test")
+@reporting_errors
+def test_command(
+    scenarios: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Scenario directories, or directories of them. [default: ./fixtures]",
+                       show_default=False),
+    ] = None,
+    rules: RulesOpt = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", metavar="FILE", help="Also write the results as JUnit XML."),
+    ] = None,
+    coverage: Annotated[
+        bool, typer.Option("--coverage", help="List the rules that fired in no scenario."),
+    ] = False,
+    min_coverage: Annotated[
+        float | None,
+        typer.Option("--min-coverage", metavar="PCT", show_default=False,
+                     help="Fail when fewer than PCT percent of the rules fired somewhere."),
+    ] = None,
+    update: Annotated[
+        bool,
+        typer.Option("--update", help="Accept the current recommendations: rewrite each "
+                     "expect.yaml (showing the diff)."),
+    ] = False,
+) -> None:
+    """Run scenario directories (hosts/, world/, expect.yaml) and compare with expectations."""
+    from supervisor import testrun
+
+    if rules is None and os.environ.get("SUPERVISOR_RULES"):
+        rules = [Path(part) for part in os.environ["SUPERVISOR_RULES"].split(":") if part]
+    directories = testrun.discover(scenarios or [Path("fixtures")])
+    report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
+    if update:
+        for outcome in report.outcomes:
+            sys.stdout.write(testrun.update(outcome))
+        report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
+    sys.stdout.write(testrun.render(report))
+    if coverage or min_coverage is not None:
+        sys.stdout.write(testrun.render_coverage(report))
+    if junit is not None:
+        testrun.write_junit(report, junit)
+    if report.errors:
+        raise typer.Exit(2)
+    if report.failed or (min_coverage is not None and report.coverage() < min_coverage):
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> Any:
     return app(args=argv, prog_name="supervisor")

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jmespath.exceptions import JMESPathError
-from jmespath.visitor import Options, TreeInterpreter
 
+from supervisor.compiler import Fn, compile_ast, truthy
 from supervisor.errors import Problem, RuleError
 from supervisor.functions import RuleFunctions
 from supervisor.merge import State, Subject
@@ -76,11 +76,6 @@ def fingerprint(rule: str, subject: Subject) -> str:
     return hashlib.sha256(key).hexdigest()[:16]
 
 
-def truthy(value: Any) -> bool:
-    """JMESPath truth: false, null, and empty strings, lists and objects are false; 0 is true."""
-    return not (value is None or value is False or value == "" or value == [] or value == {})
-
-
 def evaluate(
     state: State, rules: RuleSet, *, trace: Container[Subject] = ()
 ) -> Evaluation:
@@ -88,7 +83,14 @@ def evaluate(
 
     Outcomes are kept only for the subjects in `trace` (explain asks for one subject).
     """
-    interpreter = TreeInterpreter(Options(custom_functions=RuleFunctions(state.now)))
+    # Closures are built per evaluation, since functions bind its "now"; that costs well under
+    # a millisecond per rule, against the interpreter's per-node dispatch on every subject.
+    functions = RuleFunctions(state.now)
+    matchers = {rule.id: compile_ast(rule.ast, functions) for rule in rules.rules if rule.enabled}
+    reasons = {
+        rule.id: [compile_ast(ast, functions) for ast in rule.reason.expressions]
+        for rule in rules.rules if rule.enabled and rule.reason is not None
+    }
     documents: dict[Subject, dict[str, Any]] = {}
     fired: list[tuple[Rule, Recommendation]] = []
     results: dict[tuple[str, Subject], Any] = {}
@@ -97,18 +99,19 @@ def evaluate(
     for order, rule in enumerate(rules.rules):
         if not rule.enabled:
             continue
+        matcher = matchers[rule.id]
         for subject in state.subjects[rule.kind]:
             document = documents.get(subject)
             if document is None:
                 document = documents[subject] = state.document(subject)
             document["params"] = rule.params
             try:
-                value = interpreter.visit(rule.ast, document)
+                value = matcher(document)
                 if subject in trace:
                     results[(rule.id, subject)] = value
                 if not truthy(value):
                     continue
-                reason = _render(interpreter, rule, subject, document)
+                reason = _render(rule, reasons.get(rule.id, []), subject, document)
             except (JMESPathError, ValueError, TypeError) as error:
                 failures[rule.id].append(f"{subject.kind} {subject.id}: {error}")
                 continue
@@ -139,14 +142,14 @@ def evaluate(
     )
 
 
-def _render(interpreter: TreeInterpreter, rule: Rule, subject: Subject,
+def _render(rule: Rule, placeholders: list[Fn], subject: Subject,
             document: dict[str, Any]) -> str:
     template: Template | None = rule.reason
     if template is None:
         return f"{subject.id}: {rule.condition.replace('_', ' ')}"
     text = template.literals[0]
-    for ast, literal in zip(template.expressions, template.literals[1:], strict=True):
-        text += _as_text(interpreter.visit(ast, document)) + literal
+    for placeholder, literal in zip(placeholders, template.literals[1:], strict=True):
+        text += _as_text(placeholder(document)) + literal
     return text
 
 

@@ -89,7 +89,7 @@ class State:
         if subject.kind == "service":
             service = self._service(subject.id)
             dependencies = [
-                {**self._service(dependency), "node": self._node(dependency.split("/", 1)[0])}
+                {**self._service(dependency), "host": self._node(dependency.split("/", 1)[0])}
                 for dependency in (service["desired"] or {}).get("depends_on", [])
             ]
             return {

@@ -48,10 +48,14 @@ class Expectation:
 
 @dataclass
 class Outcome:
-    name: str
+    directory: Path
     failures: list[str] = field(default_factory=list)
     evaluation: Evaluation | None = None
     rules: RuleSet | None = None
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
 
     @property
     def passed(self) -> bool:
@@ -91,7 +95,7 @@ def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> Outcome:
     exist in the scenario, which would pass vacuously) raises `SupervisorError`.
     """
     expectation = load_expectation(directory)
-    outcome = Outcome(name=directory.name)
+    outcome = Outcome(directory)
     inputs = expectation.inputs()
     if extra_rules:
         inputs = replace(inputs, rules=(*inputs.rules, *extra_rules))

@@ -1,0 +1,416 @@
+"""Compile JMESPath ASTs into Python closures, once, for evaluation over many subjects.
+
+jmespath's TreeInterpreter re-dispatches on every node's type (a dict lookup and a bound-method
+call per node) each time it evaluates; with 100,000 subjects that dispatch dominates. Here each
+node becomes one closure when the rule is loaded, so evaluation is plain nested calls, and the hot
+shapes of matchers get closures of their own: field chains walk keys in one loop, comparisons
+against a literal test the known literal directly, and `&&`, `||`, `!` use Python's own operators
+when their operands are known to yield only true, false or null.
+
+The closures reproduce TreeInterpreter (jmespath 1.1.0) exactly, including its quirks: 0 is true,
+`1 == 1.0` but never `true == 1`, ordering comparisons give null unless both sides are numbers or
+strings (and a number against a string raises TypeError, as there), projections drop nulls, and
+functions go through `Functions.call_function` so custom function tables and their errors
+(JMESPathTypeError, ArityError, UnknownFunctionError, ...) behave as with `jmespath.search`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator
+from numbers import Number
+from typing import Any
+
+from jmespath.functions import Functions
+
+Node = dict[str, Any]
+Fn = Callable[[Any], Any]
+
+_ORDERING: dict[str, Callable[[Any, Any], Any]] = {
+    "lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": operator.ge,
+}
+# `literal OP x` is rewritten as `x MIRROR[OP] literal` so that only one shape needs a fast path.
+_MIRROR = {"eq": "eq", "ne": "ne", "lt": "gt", "gt": "lt", "lte": "gte", "gte": "lte"}
+_SEQUENCES = frozenset({"subexpression", "pipe", "index_expression"})
+
+
+def compile_ast(ast: Node, functions: Functions) -> Fn:
+    """A closure `f(document)` equal to `jmespath.search(text, document, options)` where `ast`
+    is `jmespath.compile(text).parsed` and `options` carries `functions` as custom functions.
+
+    Errors of a function call (unknown name, arity, argument types) are raised when the call is
+    evaluated, not here, exactly as the interpreter does: a call on a branch never taken is fine.
+    """
+    return _Compiler(functions).compile(ast)
+
+
+def _is_number(value: Any) -> bool:
+    """JMESPath numbers: Python numbers except booleans (which are ints to Python)."""
+    return not isinstance(value, bool) and isinstance(value, Number)
+
+
+def _orderable(value: Any) -> bool:
+    """What TreeInterpreter lets `<`, `<=`, `>`, `>=` compare: numbers and strings."""
+    kind = type(value)
+    return kind is int or kind is float or kind is str or _is_number(value) or isinstance(value, str)
+
+
+def _equals(left: Any, right: Any) -> bool:
+    """JMESPath equality: Python's, except that a boolean never equals the number 0 or 1."""
+    if (type(left) is bool or type(right) is bool) and (
+        (_is_number(left) and left in (0, 1)) or (_is_number(right) and right in (0, 1))
+    ):
+        return False
+    return bool(left == right)
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath truth: false, null, "", [] and {} are false; everything else, 0 included, is true.
+
+    Python's own truth differs on numbers, so exact types are checked first; anything unusual
+    falls back to the interpreter's equality tests.
+    """
+    kind = type(value)
+    if kind is bool:
+        return bool(value)
+    if kind is str or kind is list or kind is dict:
+        return len(value) > 0
+    if value is None:
+        return False
+    if kind is int or kind is float:
+        return True
+    return not (value == "" or value == [] or value == {})
+
+
+def _get(value: Any, key: str) -> Any:
+    """One field step on something that is not a plain dict: `.get` if it has one, else null."""
+    if value is None:
+        return None
+    try:
+        return value.get(key)
+    except AttributeError:
+        return None
+
+
+def _itself(value: Any) -> Any:
+    return value
+
+
+def _is_boolish(node: Node) -> bool:
+    """Whether the node can only yield True, False or None, whose Python truth is JMESPath's;
+    `&&`, `||`, `!` and filters then need no `truthy` call."""
+    kind = node["type"]
+    if kind in ("comparator", "not_expression"):
+        return True
+    if kind in ("and_expression", "or_expression"):
+        return all(_is_boolish(child) for child in node["children"])
+    return kind == "literal" and (node["value"] is None or type(node["value"]) is bool)
+
+
+def _flatten_sequence(node: Node) -> Iterator[Node]:
+    """The steps of nested subexpressions, pipes and index expressions, in order: all three
+    feed each step's result to the next, and that composition is associative."""
+    if node["type"] in _SEQUENCES:
+        for child in node["children"]:
+            yield from _flatten_sequence(child)
+    else:
+        yield node
+
+
+class _Expression:
+    """What `&expression` evaluates to. The class name is what `Functions` type-checks
+    ("expref"), and functions evaluate it as `ref.visit(ref.expression, value)`, the
+    TreeInterpreter protocol, so custom functions taking expression references work unchanged."""
+
+    __slots__ = ("_compiled", "_functions", "expression")
+
+    def __init__(self, expression: Node, compiled: Fn, functions: Functions) -> None:
+        self.expression = expression
+        self._compiled = compiled
+        self._functions = functions
+
+    def visit(self, node: Node, value: Any) -> Any:
+        if node is self.expression:
+            return self._compiled(value)
+        return compile_ast(node, self._functions)(value)
+
+
+class _Compiler:
+    """Turns AST nodes into closures; the node-type dispatch happens here, once per node."""
+
+    def __init__(self, functions: Functions) -> None:
+        self.functions = functions
+
+    def compile(self, node: Node) -> Fn:
+        method: Callable[[Node], Fn] | None = getattr(self, "_" + node["type"], None)
+        if method is None:
+            raise NotImplementedError(node["type"])  # as TreeInterpreter.default_visit
+        return method(node)
+
+    def condition(self, node: Node) -> Fn:
+        """A closure whose Python truth is the JMESPath truth of the node's value."""
+        compiled = self.compile(node)
+        if _is_boolish(node):
+            return compiled
+        return lambda value: truthy(compiled(value))
+
+    # Paths ------------------------------------------------------------------------------------
+
+    def _sequence(self, node: Node) -> Fn:
+        steps: list[Fn] = []
+        keys: list[str] = []
+        for step in _flatten_sequence(node):
+            if step["type"] == "field":
+                keys.append(step["value"])
+                continue
+            if keys:
+                steps.append(_chain(tuple(keys)))
+                keys = []
+            steps.append(self.compile(step))
+        if keys:
+            steps.append(_chain(tuple(keys)))
+        if len(steps) == 1:
+            return steps[0]
+        if len(steps) == 2:
+            first, second = steps
+            return lambda value: second(first(value))
+
+        def sequence(value: Any) -> Any:
+            for step in steps:
+                value = step(value)
+            return value
+        return sequence
+
+    # A lone field is a sequence of one step: `_sequence` turns it into a one-key chain.
+    _subexpression = _pipe = _index_expression = _field = _sequence
+
+    def _index(self, node: Node) -> Fn:
+        position: int = node["value"]
+
+        def index(value: Any) -> Any:
+            if isinstance(value, list) and -len(value) <= position < len(value):
+                return value[position]
+            return None
+        return index
+
+    def _slice(self, node: Node) -> Fn:
+        # A zero step raises ValueError when applied to a list, as in the interpreter.
+        part = slice(*node["children"])
+        return lambda value: value[part] if isinstance(value, list) else None
+
+    def _current(self, node: Node) -> Fn:
+        return _itself
+
+    _identity = _current
+
+    def _literal(self, node: Node) -> Fn:
+        constant = node["value"]
+        return lambda value: constant
+
+    # Projections ------------------------------------------------------------------------------
+
+    def _projection(self, node: Node) -> Fn:
+        base = self.compile(node["children"][0])
+        right = node["children"][1]
+        if right["type"] in ("identity", "current"):
+            def project_all(value: Any) -> Any:
+                found = base(value)
+                if not isinstance(found, list):
+                    return None
+                return [element for element in found if element is not None]
+            return project_all
+        each = self.compile(right)
+
+        def project(value: Any) -> Any:
+            found = base(value)
+            if not isinstance(found, list):
+                return None
+            return [out for element in found if (out := each(element)) is not None]
+        return project
+
+    def _filter_projection(self, node: Node) -> Fn:
+        base = self.compile(node["children"][0])
+        right = node["children"][1]
+        keep = self.condition(node["children"][2])
+        if right["type"] in ("identity", "current"):
+            def select(value: Any) -> Any:
+                found = base(value)
+                if not isinstance(found, list):
+                    return None
+                return [element for element in found if keep(element) and element is not None]
+            return select
+        each = self.compile(right)
+
+        def select_project(value: Any) -> Any:
+            found = base(value)
+            if not isinstance(found, list):
+                return None
+            return [
+                out for element in found if keep(element) and (out := each(element)) is not None
+            ]
+        return select_project
+
+    def _value_projection(self, node: Node) -> Fn:
+        base = self.compile(node["children"][0])
+        each = self.compile(node["children"][1])
+
+        def project_values(value: Any) -> Any:
+            found = base(value)
+            try:
+                values = found.values()
+            except AttributeError:
+                return None
+            return [out for element in values if (out := each(element)) is not None]
+        return project_values
+
+    def _flatten(self, node: Node) -> Fn:
+        base = self.compile(node["children"][0])
+
+        def flatten(value: Any) -> Any:
+            found = base(value)
+            if not isinstance(found, list):
+                return None
+            merged: list[Any] = []
+            for element in found:
+                if isinstance(element, list):
+                    merged.extend(element)
+                else:
+                    merged.append(element)
+            return merged
+        return flatten
+
+    def _multi_select_list(self, node: Node) -> Fn:
+        parts = tuple(self.compile(child) for child in node["children"])
+        return lambda value: None if value is None else [part(value) for part in parts]
+
+    def _multi_select_dict(self, node: Node) -> Fn:
+        parts = tuple((pair["value"], self.compile(pair["children"][0])) for pair in node["children"])
+        return lambda value: None if value is None else {key: part(value) for key, part in parts}
+
+    # Logic and comparison ---------------------------------------------------------------------
+
+    def _and_expression(self, node: Node) -> Fn:
+        left, right = (self.compile(child) for child in node["children"])
+        if _is_boolish(node["children"][0]):
+            return lambda value: left(value) and right(value)
+
+        def both(value: Any) -> Any:
+            matched = left(value)
+            return right(value) if truthy(matched) else matched
+        return both
+
+    def _or_expression(self, node: Node) -> Fn:
+        left, right = (self.compile(child) for child in node["children"])
+        if _is_boolish(node["children"][0]):
+            return lambda value: left(value) or right(value)
+
+        def either(value: Any) -> Any:
+            matched = left(value)
+            return matched if truthy(matched) else right(value)
+        return either
+
+    def _not_expression(self, node: Node) -> Fn:
+        inner = self.compile(node["children"][0])
+        if _is_boolish(node["children"][0]):
+            return lambda value: not inner(value)
+
+        def negate(value: Any) -> bool:
+            found = inner(value)
+            # `!` is Python's `not` in the interpreter, except that 0 is true in JMESPath.
+            if _is_number(found) and found == 0:
+                return False
+            return not found
+        return negate
+
+    def _comparator(self, node: Node) -> Fn:
+        name: str = node["value"]
+        left_node, right_node = node["children"]
+        if right_node["type"] == "literal" and left_node["type"] != "literal":
+            return _against_literal(name, self.compile(left_node), right_node["value"])
+        if left_node["type"] == "literal" and right_node["type"] != "literal":
+            return _against_literal(_MIRROR[name], self.compile(right_node), left_node["value"])
+        left, right = self.compile(left_node), self.compile(right_node)
+        if name == "eq":
+            return lambda value: _equals(left(value), right(value))
+        if name == "ne":
+            return lambda value: not _equals(left(value), right(value))
+        order = _ORDERING[name]
+
+        def compare(value: Any) -> Any:
+            first, second = left(value), right(value)
+            return order(first, second) if _orderable(first) and _orderable(second) else None
+        return compare
+
+    # Functions --------------------------------------------------------------------------------
+
+    def _function_expression(self, node: Node) -> Fn:
+        name: str = node["value"]
+        call = self.functions.call_function
+        args = tuple(self.compile(child) for child in node["children"])
+        if len(args) == 1:
+            (only,) = args
+            return lambda value: call(name, [only(value)])
+        return lambda value: call(name, [arg(value) for arg in args])
+
+    def _expref(self, node: Node) -> Fn:
+        expression = node["children"][0]
+        reference = _Expression(expression, self.compile(expression), self.functions)
+        return lambda value: reference
+
+
+def _chain(keys: tuple[str, ...]) -> Fn:
+    """`a.b.c` as one closure: dict steps inline, anything else through `_get`; null ends the
+    walk early because every further field of null is null."""
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda value: value.get(key) if type(value) is dict else _get(value, key)
+    if len(keys) == 2:
+        first, second = keys
+
+        def pair(value: Any) -> Any:
+            value = value.get(first) if type(value) is dict else _get(value, first)
+            return value.get(second) if type(value) is dict else _get(value, second)
+        return pair
+
+    def walk(value: Any) -> Any:
+        for key in keys:
+            if type(value) is dict:
+                value = value.get(key)
+            elif value is None:
+                return None
+            else:
+                value = _get(value, key)
+        return value
+    return walk
+
+
+def _against_literal(name: str, operand: Fn, constant: Any) -> Fn:
+    """`x OP literal` with the literal's type settled now rather than on every evaluation."""
+    if name in ("eq", "ne"):
+        negate = name == "ne"
+        if constant is None or type(constant) is bool:
+            # Only the singleton itself equals null, true or false in JMESPath.
+            if negate:
+                return lambda value: operand(value) is not constant
+            return lambda value: operand(value) is constant
+        if _is_number(constant) and constant in (0, 1):
+            def equal_to_bit(value: Any) -> bool:
+                found = operand(value)
+                return (type(found) is not bool and found == constant) is not negate
+            return equal_to_bit
+        if negate:
+            return lambda value: operand(value) != constant
+        return lambda value: operand(value) == constant
+    order = _ORDERING[name]
+    if not _orderable(constant):
+        def never(value: Any) -> None:
+            operand(value)  # evaluated all the same: it may raise, as in the interpreter
+        return never
+
+    def ordered(value: Any) -> Any:
+        found = operand(value)
+        kind = type(found)
+        if kind is int or kind is float or kind is str or _orderable(found):
+            return order(found, constant)
+        return None
+    return ordered
