@@ -200,6 +200,43 @@ def eval_command(
         raise typer.Exit(1)
 
 
+@app.command("explain")
+@reporting_errors
+def explain_command(
+    subject: Annotated[
+        str, typer.Argument(help="<node>/<service>, a service name, a node name, or 'world'.")
+    ],
+    scenario: ScenarioArg = None,
+    inventory: InventoryOpt = None,
+    world: WorldOpt = None,
+    rules: RulesOpt = None,
+    no_default_rules: NoDefaultRulesOpt = False,
+    now: NowOpt = None,
+    max_age: MaxAgeOpt = None,
+    output: FormatOpt = Format.table,
+    context: Annotated[
+        bool, typer.Option("--context", help="Print the document the matchers see, as JSON."),
+    ] = False,
+) -> None:
+    """Show why each rule fired, did not match, or was overruled on one subject."""
+    from supervisor.engine import evaluate
+    from supervisor.explain import explain, resolve
+    from supervisor.inputs import load
+    from supervisor.report import render_explanation, to_json, use_colour
+
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    loaded = load(inputs)
+    target = resolve(loaded.state, subject)
+    evaluation = evaluate(loaded.state, loaded.rules, trace={target})
+    explanation = explain(loaded.state, loaded.rules, evaluation, target)
+    if context:
+        sys.stdout.write(to_json(explanation.context))
+    elif output is Format.json:
+        sys.stdout.write(to_json(explanation.to_json()))
+    else:
+        sys.stdout.write(render_explanation(explanation, colour=use_colour(sys.stdout)))
+
+
 @app.command("validate")
 @reporting_errors
 def validate_command(

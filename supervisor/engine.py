@@ -61,6 +61,8 @@ class Evaluation:
     summary: str
     recommendations: tuple[Recommendation, ...]
     traces: dict[Subject, tuple[Outcome, ...]]
+    # Each withdrawn recommendation and the root cause that withdrew it (for explain).
+    overruled: dict[Recommendation, Recommendation] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +141,7 @@ def evaluate(
         summary=summarize(state, recommendations),
         recommendations=recommendations,
         traces=traces,
+        overruled=overruled,
     )
 
 

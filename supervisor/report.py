@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from supervisor.clauses import Clause, show
 from supervisor.engine import Evaluation, Recommendation
+from supervisor.explain import Explanation
 
 _RESET = "\033[0m"
 _COLOURS = {
@@ -80,3 +82,82 @@ def _grouped(
     for row in rows:
         groups.setdefault((row.subject.kind, row.subject.id), []).append(row)
     return list(groups.items())
+
+
+_OUTCOME_STYLES = {"fired": "reconcile_blocked", "overruled": "reconcile_required",
+                   "did not match": "dim", "disabled": "dim"}
+_OPERATOR_LABELS = {"and": "all of", "or": "any of", "not": "not"}
+
+
+def render_explanation(explanation: Explanation, *, colour: bool = False) -> str:
+    paint = _Painter(colour)
+    subject = explanation.subject
+    lines = [paint(subject.id, "subject") + paint(f"  {subject.kind}", "dim")]
+    if not explanation.recommendations:
+        lines.append("  no recommendations")
+    for r in explanation.recommendations:
+        lines.append(f"  {paint(_EVENT_LABELS[r.event], r.event)}  {r.action}  {r.reason}")
+        lines.append(paint(f"    rule {r.rule}, condition {r.condition}, severity {r.severity}, "
+                           f"fingerprint {r.fingerprint}", "dim"))
+
+    if explanation.comparison:
+        lines += ["", "Desired vs actual"]
+        rows = [("field", "desired", "actual", "")] + [
+            (name, show(desired, 36), show(actual, 36), "differs" if differs else "")
+            for name, desired, actual, differs in explanation.comparison]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            text = "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            lines.append((text + "  " + paint(row[3], "reconcile_required")).rstrip())
+    for title, entries in (("Depends on", explanation.dependencies),
+                           ("Waited on by", explanation.dependents),
+                           ("Services on this node", explanation.hosted)):
+        if entries:
+            lines += ["", title]
+            width = max(len(entry.subject.id) for entry in entries)
+            for entry in entries:
+                actions = ", ".join(f"{r.action} ({r.condition})" for r in entry.recommendations)
+                lines.append(f"  {entry.subject.id.ljust(width)}  {entry.state}"
+                             + (f"  -> {actions}" if actions else ""))
+    if explanation.overrules:
+        lines += ["", "Overrules (root cause over symptom)"]
+        for r in explanation.overrules:
+            lines.append(f"  {r.subject.id}: {r.action} ({r.condition}, rule {r.rule})")
+
+    lines += ["", "Rules, in evaluation order"]
+    for index, step in enumerate(explanation.trace):
+        last = index == len(explanation.trace) - 1
+        outcome = step.outcome
+        label = paint(outcome.outcome.ljust(13), _OUTCOME_STYLES.get(outcome.outcome, "dim"))
+        head = f"{label}  {step.rule.id}"
+        if outcome.overruled_by is not None:
+            cause = outcome.overruled_by
+            head += f"  by {cause.rule} on {cause.subject.id}"
+        elif outcome.outcome == "fired":
+            head += f"  -> {step.rule.event} {step.rule.action}"
+        lines.append(("└─ " if last else "├─ ") + head)
+        if step.clauses is not None:
+            _clause_lines(step.clauses, "   " if last else "│  ", True, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _clause_lines(clause: Clause, indent: str, last: bool, lines: list[str]) -> None:
+    branch = "└─ " if last else "├─ "
+    if not clause.evaluated:
+        name = clause.text if len(clause.text) <= 64 else clause.text[:63] + "…"
+        lines.append(f"{indent}{branch}{name}  (not evaluated)")
+        return
+    # The full expression is in the rule file and in --format json; here it names the clause.
+    name = clause.text if len(clause.text) <= 64 else clause.text[:63] + "…"
+    if clause.kind in _OPERATOR_LABELS:
+        text = f"{_OPERATOR_LABELS[clause.kind]} -> {show(clause.value)}"
+    elif clause.kind == "call":
+        text = f"{clause.detail} = {show(clause.value)}"
+    elif clause.kind == "compare":
+        text = f"{name} -> {clause.detail} -> {show(clause.value)}"
+    else:
+        text = f"{name} -> {show(clause.value)}"
+    lines.append(f"{indent}{branch}{text}")
+    child_indent = indent + ("   " if last else "│  ")
+    for index, child in enumerate(clause.clauses):
+        _clause_lines(child, child_indent, index == len(clause.clauses) - 1, lines)

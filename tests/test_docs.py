@@ -78,3 +78,16 @@ def test_every_custom_function_is_documented() -> None:
 def test_every_default_rule_is_in_the_conditions_table() -> None:
     for rule in load_rules([default_rules_dir()]).rules:
         assert f"`{rule.id}`" in TEXT, rule.id
+
+
+def test_explain_example_is_the_real_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from supervisor.cli import app
+
+    (example,) = [b for b in blocks("text") if b.startswith("$ supervisor explain")]
+    command, shown = example.split("\n", 1)
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("NO_COLOR", "1")
+    result = CliRunner().invoke(app, command.split()[2:])
+    assert result.stdout == shown
