@@ -33,6 +33,8 @@ app = typer.Typer(
 
 DEFAULT_INVENTORY = Path("hosts")
 DEFAULT_WORLD = Path("/opt/homelab/world")
+DEFAULT_EVENTS = Path("/tmp/agent-events.log")
+DEFAULT_CHECKPOINT = Path("/tmp/supervisor-checkpoint.json")
 
 
 class Format(StrEnum):
@@ -311,6 +313,74 @@ def test_command(
         raise typer.Exit(2)
     if report.failed or (min_coverage is not None and report.coverage() < min_coverage):
         raise typer.Exit(1)
+
+
+@app.command("run")
+@reporting_errors
+def run_command(
+    scenario: ScenarioArg = None,
+    once: Annotated[bool, typer.Option("--once", help="Run once and exit (for cron and "
+                                       "systemd timers). The default.")] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option("--interval", metavar="SECONDS", show_default=False,
+                     help="Run every SECONDS on a fixed schedule until SIGTERM or SIGINT."),
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option("--events", metavar="PATH", show_default=False,
+                     help="The append-only event log. [env SUPERVISOR_EVENTS; default "
+                     "/tmp/agent-events.log]"),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", metavar="PATH", show_default=False,
+                     help="The checkpoint. [env SUPERVISOR_CHECKPOINT; default "
+                     "/tmp/supervisor-checkpoint.json]"),
+    ] = None,
+    inventory: InventoryOpt = None,
+    world: WorldOpt = None,
+    rules: RulesOpt = None,
+    no_default_rules: NoDefaultRulesOpt = False,
+    now: NowOpt = None,
+    max_age: MaxAgeOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Evaluate against the wall clock and append what changed to the event log."""
+    from supervisor.errors import InputError, Problem
+    from supervisor.reconcile import Paths, Stopper, loop, run_once
+
+    if once and interval is not None:
+        raise InputError([Problem("--once", message="and --interval exclude each other")])
+    if interval is not None and interval <= 0:
+        raise InputError([Problem("--interval", message="must be a positive number of seconds")])
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    env = os.environ
+    paths = Paths(
+        events=events or Path(env.get("SUPERVISOR_EVENTS") or DEFAULT_EVENTS),
+        checkpoint=checkpoint or Path(env.get("SUPERVISOR_CHECKPOINT") or DEFAULT_CHECKPOINT),
+    )
+
+    def warn(message: str) -> None:
+        sys.stderr.write(f"{message}\n")
+
+    def report(line: str) -> None:
+        if not quiet:
+            sys.stdout.write(f"{line}\n")
+            sys.stdout.flush()
+
+    if interval is None:
+        report(run_once(inputs, paths, warn=warn).line())
+        return
+    stopper = Stopper()
+
+    def cycle() -> None:
+        result = run_once(inputs, paths, warn=warn, keep_going=True)
+        for problem in result.problems:
+            warn(str(problem))
+        report(result.line())
+
+    loop(cycle, interval, stopper)
 
 
 def main(argv: list[str] | None = None) -> Any:

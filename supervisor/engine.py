@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from jmespath.exceptions import JMESPathError
@@ -63,6 +65,8 @@ class Evaluation:
     traces: dict[Subject, tuple[Outcome, ...]]
     # Each withdrawn recommendation and the root cause that withdrew it (for explain).
     overruled: dict[Recommendation, Recommendation] = field(default_factory=dict)
+    # The same inputs evaluated before this moment give the same recommendations (None: ever).
+    valid_until: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,6 +146,7 @@ def evaluate(
         recommendations=recommendations,
         traces=traces,
         overruled=overruled,
+        valid_until=valid_until(state.now, functions.moments, rules),
     )
 
 
@@ -229,6 +234,51 @@ def _failure(rules: RuleSet, rule_id: str, found: list[str]) -> Problem:
     more = f" (and {len(found) - 1} more subjects)" if len(found) > 1 else ""
     return Problem(rule.file, path=f"rule {rule_id!r}",
                    message=f"failed on {found[0]}{more}")
+
+
+def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> datetime | None:
+    """The first moment after `now` at which a time-dependent result could change.
+
+    Time enters rules only through time functions, compared with thresholds. A comparison of
+    `now - moment` with a threshold can only flip when now reaches `moment + threshold`; the
+    thresholds are the numbers in the rules' params and matchers (and 0). This is conservative
+    (a few needless re-evaluations) as long as thresholds are written as such numbers, not
+    computed: docs/rules.md says so.
+    """
+    if not moments:
+        return None
+    ordered = sorted(moments)
+    earliest: datetime | None = None
+    for seconds in _thresholds(rules):
+        # The earliest moment m with m + seconds > now.
+        index = bisect.bisect_right(ordered, now - timedelta(seconds=seconds))
+        if index < len(ordered):
+            candidate = ordered[index] + timedelta(seconds=seconds)
+            earliest = candidate if earliest is None else min(earliest, candidate)
+    return earliest
+
+
+def _thresholds(rules: RuleSet) -> set[float]:
+    found: set[float] = {0.0}
+    for rule in rules.rules:
+        if not rule.enabled:
+            continue
+        found.update(_numbers(rule.params))
+        found.update(_numbers(rule.ast))
+    return {value for value in found if abs(value) < 1e10}
+
+
+def _numbers(value: Any) -> Iterator[float]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int | float):
+        yield float(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _numbers(item)
 
 
 _RANK = {"nominal": 0, "degraded": 1, "unstable": 2}

@@ -24,12 +24,17 @@ class RuleFunctions(functions.Functions):
     def __init__(self, now: datetime) -> None:
         super().__init__()
         self.now = now
+        # Every moment a time function compared with now: an evaluation of the same inputs can
+        # only change when now passes one of them plus some threshold (see engine.valid_until).
+        self.moments: set[datetime] = set()
 
     def _timestamp(self, function: str, value: str) -> datetime:
         try:
-            return _parse_time(value)
+            moment = _parse_time(value)
         except ValueError:
             raise JMESPathTypeError(function, value, "string", ["RFC 3339 timestamp"]) from None
+        self.moments.add(moment)
+        return moment
 
     @functions.signature({"types": ["string", "null"]})
     def _func_age_seconds(self, timestamp: str | None) -> float | None:

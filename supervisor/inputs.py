@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -76,3 +78,31 @@ def load(inputs: Inputs, *, clock: datetime | None = None) -> Loaded:
         raise InputError(problems)
     now = now or clock or world.observed_at
     return Loaded(State(inventory, world, now), rules)
+
+
+def digest(inputs: Inputs) -> str:
+    """A hash of every file the inputs can read, and of the options: equal digests mean a run
+    would see byte-identical inputs (and may skip evaluating them again)."""
+    hasher = hashlib.sha256(repr(
+        (inputs.now, inputs.max_age, sorted(inputs.extra_params.items()),
+         [str(source) for source in inputs.rule_sources()])).encode())
+    for root in (inputs.inventory, inputs.world, *inputs.rule_sources()):
+        hasher.update(f"\0root {root}\0".encode())
+        for path in _files(root):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b"\0unreadable"
+            hasher.update(f"\0{path.relative_to(root)}\0{len(data)}\0".encode())
+            hasher.update(data)
+    return hasher.hexdigest()
+
+
+def _files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    found: list[Path] = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories.sort()
+        found.extend(Path(directory) / name for name in sorted(names))
+    return found

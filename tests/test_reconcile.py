@@ -1,0 +1,252 @@
+"""`supervisor run`: transitions, the checkpoint, and safety of the state files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FIXTURES, ScenarioFactory, evaluate_dir, ok
+
+from supervisor.checkpoint import load_checkpoint
+from supervisor.errors import SupervisorError
+from supervisor.eventlog import EventLog, LogState
+from supervisor.inputs import Inputs
+from supervisor.reconcile import Paths, run_once
+from supervisor.safefile import UnsafeFileError
+
+NOW = "2026-11-26T10:01:00Z"
+
+
+def inputs(directory: Path, now: str = NOW) -> Inputs:
+    return Inputs(inventory=directory / "hosts", world=directory / "world", now=now)
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    (tmp_path / "state").mkdir()
+    return Paths(events=tmp_path / "state" / "events.log",
+                 checkpoint=tmp_path / "state" / "checkpoint.json")
+
+
+def lines(paths: Paths) -> list[dict[str, Any]]:
+    return EventLog(paths.events).read()[0]
+
+
+def replayed(paths: Paths) -> dict[str, dict[str, Any]]:
+    """The open recommendations, as a consumer replaying the log sees them."""
+    state = LogState()
+    for event in lines(paths):
+        state.apply(event)
+    return state.open
+
+
+def quiet(message: str) -> None:
+    del message
+
+
+def test_first_run_opens_every_recommendation(paths: Paths) -> None:
+    report = run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    events = lines(paths)
+    expected = evaluate_dir(FIXTURES / "homelab", now=NOW).recommendations
+    opened = [e for e in events if e["type"].startswith("reconcile_")]
+    assert [e["fingerprint"] for e in opened] == [r.fingerprint for r in expected]
+    assert events[-1]["type"] == "supervisor_summary" and events[-1]["summary"] == "unstable"
+    assert report.open == len(expected)
+    first = opened[0]
+    assert list(first) == ["ts", "source", "type", "subject", "condition", "action", "severity",
+                           "rule", "reason", "fingerprint", "run_id", "id"]
+    assert first["source"] == "runtime-supervisor" and first["ts"] == NOW
+
+
+def test_an_unchanged_run_appends_nothing(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    size = paths.events.stat().st_size
+    again = run_once(inputs(FIXTURES / "homelab", "2026-11-26T10:01:30Z"), paths, warn=quiet)
+    assert paths.events.stat().st_size == size
+    assert not again.skipped  # a different now: evaluated again, with the same result
+
+
+def test_byte_identical_inputs_skip_evaluation_until_time_could_matter(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    assert run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet).skipped
+    checkpoint = json.loads(paths.checkpoint.read_text())
+    # nas01 and the others were last seen 09:59:00; the heartbeat (300 s) can flip at 10:04:00.
+    assert checkpoint["valid_until"] == "2026-11-26T10:04:00Z"
+
+
+def test_new_changed_and_resolved(scenario: ScenarioFactory, paths: Paths) -> None:
+    root = scenario({"n1": "services:\n  a: {}\n  b: {}\n  c: {}\n"},
+                    services={"n1/a": {"status": "failed"}, "n1/b": ok(), "n1/c": ok()})
+    run_once(inputs(root), paths, warn=quiet)
+    assert [e["type"] for e in lines(paths)] == ["reconcile_required", "supervisor_summary"]
+    # a recovers, b fails, c gets three failed deployments: resolved, opened, and opened.
+    (root / "world/services/n1/a.json").write_text(json.dumps(ok()))
+    (root / "world/services/n1/b.json").write_text(json.dumps({"status": "stopped"}))
+    run_once(inputs(root), paths, warn=quiet)
+    second = lines(paths)[2:]
+    assert [(e["type"], e["subject"]["id"]) for e in second] == [
+        ("reconcile_required", "n1/b"), ("reconcile_resolved", "n1/a")]
+    # c: unhealthy (redeploy, warning), then with repeated failures (diagnostics, critical).
+    (root / "world/services/n1/c.json").write_text(json.dumps({"status": "failed"}))
+    run_once(inputs(root), paths, warn=quiet)
+    (root / "world/deployments").mkdir()
+    for index in range(3):
+        (root / f"world/deployments/d{index}.json").write_text(json.dumps({
+            "id": f"d{index}", "service": "n1/c", "status": "failed",
+            "started_at": f"2026-11-26T0{index + 5}:00:00Z"}))
+    run_once(inputs(root), paths, warn=quiet)
+    tail = [(e["type"], e.get("action")) for e in lines(paths)[-3:]]
+    assert ("reconcile_blocked", "diagnostics") in tail
+    assert ("reconcile_resolved", "redeploy") in tail
+    assert replayed(paths) == {
+        fp: {**entry} for fp, entry in json.loads(paths.checkpoint.read_text())["open"].items()}
+
+
+def test_a_stale_world_resolves_nothing(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    before = set(replayed(paths))
+    run_once(inputs(FIXTURES / "homelab", "2026-11-26T11:00:00Z"), paths, warn=quiet)
+    stale = lines(paths)[-1]
+    assert stale["condition"] == "stale_world"
+    assert not any(e["type"] == "reconcile_resolved" for e in lines(paths))
+    assert set(replayed(paths)) == before | {stale["fingerprint"]}
+    run_once(inputs(FIXTURES / "homelab", "2026-11-26T10:02:00Z"), paths, warn=quiet)
+    assert set(replayed(paths)) == before
+
+
+def test_event_ids_are_deterministic(tmp_path: Path) -> None:
+    runs = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        paths = Paths(tmp_path / name / "events.log", tmp_path / name / "checkpoint.json")
+        run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+        runs.append([e["id"] for e in lines(paths)])
+    assert runs[0] == runs[1]
+    assert len(set(runs[0])) == len(runs[0])
+
+
+def test_checkpoint_lagging_the_log_is_caught_up(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    saved = paths.checkpoint.read_bytes()
+    run_once(inputs(FIXTURES / "homelab", "2026-11-26T11:00:00Z"), paths, warn=quiet)
+    # As if killed after appending the stale_world line but before checkpointing it:
+    paths.checkpoint.write_bytes(saved)
+    count = len(lines(paths))
+    run_once(inputs(FIXTURES / "homelab", "2026-11-26T11:00:00Z"), paths, warn=quiet)
+    assert len(lines(paths)) == count  # nothing emitted twice
+
+
+def test_missing_checkpoint_is_rebuilt_from_the_log(paths: Paths) -> None:
+    messages: list[str] = []
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    paths.checkpoint.unlink()
+    count = len(lines(paths))
+    run_once(inputs(FIXTURES / "homelab", "2026-11-26T10:01:10Z"), paths, warn=messages.append)
+    assert len(lines(paths)) == count
+    assert "rebuilding the open recommendations" in messages[0]
+
+
+def test_corrupt_checkpoint_is_moved_aside_loudly(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    paths.checkpoint.write_text('{"version": 99}')
+    count = len(lines(paths))
+    messages: list[str] = []
+    run_once(inputs(FIXTURES / "homelab", "2026-11-26T10:01:10Z"), paths, warn=messages.append)
+    assert len(lines(paths)) == count
+    assert any("WARNING" in m and "moved it to" in m for m in messages)
+    assert len(list(paths.checkpoint.parent.glob("checkpoint.json.corrupt-*"))) == 1
+    assert json.loads(paths.checkpoint.read_text())["version"] == 1
+
+
+def test_partial_last_line_is_cut_before_appending(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    whole = paths.events.read_bytes()
+    with paths.events.open("ab") as handle:
+        handle.write(b'{"ts": "2026-11-26T10:01:00Z", "source": "runtime-sup')
+    _events, end = EventLog(paths.events).read()
+    assert end == len(whole)
+    run_once(inputs(FIXTURES / "homelab", "2026-11-26T11:00:00Z"), paths, warn=quiet)
+    text = paths.events.read_text()
+    assert text.startswith(whole.decode())
+    assert "runtime-sup\n" not in text and "runtime-sup{" not in text
+    assert all(json.loads(line) for line in text.splitlines())
+
+
+def test_other_writers_lines_are_kept_and_ignored(paths: Paths) -> None:
+    paths.events.write_text('{"source": "backup-agent", "type": "reconcile_required", '
+                            '"fingerprint": "x"}\nnot json\n')
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    assert "x" not in replayed(paths)
+    assert paths.events.read_text().startswith('{"source": "backup-agent"')
+
+
+def test_symlinks_are_refused(paths: Paths, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("precious\n")
+    os.symlink(target, paths.events)
+    with pytest.raises(UnsafeFileError, match="is a symlink; refusing to follow it"):
+        run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    assert target.read_text() == "precious\n"
+    paths.events.unlink()
+    os.symlink(target, paths.checkpoint)
+    with pytest.raises(UnsafeFileError, match="is a symlink"):
+        run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    assert target.read_text() == "precious\n"
+
+
+def test_checkpoint_owned_by_another_user_is_refused(paths: Paths) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    paths.checkpoint.write_text("{}")
+    os.chown(paths.checkpoint, 65534, 65534)
+    with pytest.raises(UnsafeFileError, match="is owned by uid 65534"):
+        run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+
+
+def test_files_are_created_owner_only(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    assert paths.events.stat().st_mode & 0o777 == 0o600
+    assert paths.checkpoint.stat().st_mode & 0o777 == 0o600
+
+
+def test_bad_world_once_leaves_everything_untouched(scenario: ScenarioFactory,
+                                                    paths: Paths) -> None:
+    root = scenario({"n1": "services:\n  a: {}\n"}, services={"n1/a": {"status": "failed"}})
+    run_once(inputs(root), paths, warn=quiet)
+    log, checkpoint = paths.events.read_bytes(), paths.checkpoint.read_bytes()
+    (root / "world/services/n1/a.json").write_text('{"status": ')
+    with pytest.raises(SupervisorError):
+        run_once(inputs(root, "2026-11-26T10:02:00Z"), paths, warn=quiet)
+    assert paths.events.read_bytes() == log and paths.checkpoint.read_bytes() == checkpoint
+
+
+def test_bad_world_in_the_loop_reports_once_and_keeps_state(scenario: ScenarioFactory,
+                                                            paths: Paths) -> None:
+    root = scenario({"n1": "services:\n  a: {}\n"}, services={"n1/a": {"status": "failed"}})
+    run_once(inputs(root), paths, warn=quiet)
+    before = replayed(paths)
+    (root / "world/services/n1/a.json").write_text('{"status": ')
+    for second in range(3):
+        report = run_once(inputs(root, f"2026-11-26T10:02:0{second}Z"), paths, warn=quiet,
+                          keep_going=True)
+        assert report.problems
+    errors = [e for e in lines(paths) if e["type"] == "supervisor_error"]
+    assert len(errors) == 1
+    assert "a.json:1:12: invalid JSON" in errors[0]["problems"][0]
+    assert replayed(paths) == before
+    (root / "world/services/n1/a.json").write_text(json.dumps(ok()))
+    run_once(inputs(root, "2026-11-26T10:03:00Z"), paths, warn=quiet, keep_going=True)
+    assert replayed(paths) == {}
+
+
+def test_load_checkpoint_of_a_rotated_log(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    open_before = set(replayed(paths))
+    paths.events.write_text("")
+    messages: list[str] = []
+    checkpoint = load_checkpoint(paths.checkpoint, EventLog(paths.events), messages.append)
+    assert set(checkpoint.state.open) == open_before
+    assert "rotated" in messages[0]
