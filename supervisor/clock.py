@@ -16,7 +16,12 @@ def parse_time(text: str) -> datetime:
     """Parses an RFC 3339 timestamp; raises ValueError for anything else, naive ones included."""
     if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp with a zone")
-    return datetime.fromisoformat(text.upper())
+    moment = datetime.fromisoformat(text.upper())
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the supported range of dates") from None
+    return moment
 
 
 def is_time(text: object) -> bool:
@@ -33,7 +38,8 @@ def is_time(text: object) -> bool:
 def format_time(moment: datetime) -> str:
     """UTC, with `Z`, and fractions of a second only when there are some."""
     moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: its %Y does not pad years before 1000 to four digits on every platform.
+    text = moment.replace(tzinfo=None, microsecond=0).isoformat()
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -347,15 +347,56 @@ class _Compiler:
         name: str = node["value"]
         call = self.functions.call_function
         args = tuple(self.compile(child) for child in node["children"])
-        if len(args) == 1:
-            (only,) = args
-            return lambda value: call(name, [only(value)])
-        return lambda value: call(name, [arg(value) for arg in args])
+        allowed = _plain_signature(self.functions, name, len(args))
+        if allowed is None:
+            if len(args) == 1:
+                (only,) = args
+                return lambda value: call(name, [only(value)])
+            return lambda value: call(name, [arg(value) for arg in args])
+        # Arguments of exactly the declared types go straight to the function; anything else
+        # takes call_function's path, which checks them and raises jmespath's own errors.
+        function = self.functions.FUNCTION_TABLE[name]["function"]
+        table = self.functions
+        pairs = tuple(zip(args, allowed, strict=True))
+
+        def checked(value: Any) -> Any:
+            resolved = [arg(value) for arg in args]
+            for item, (_, kinds) in zip(resolved, pairs, strict=True):
+                if type(item) not in kinds:
+                    return call(name, resolved)
+            return function(table, *resolved)
+
+        return checked
 
     def _expref(self, node: Node) -> Fn:
         expression = node["children"][0]
         reference = _Expression(expression, self.compile(expression), self.functions)
         return lambda value: reference
+
+
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "number": (int, float), "boolean": (bool,), "array": (list,),
+    "object": (dict,), "null": (type(None),),
+}
+
+
+def _plain_signature(functions: Functions, name: str, arity: int) -> list[frozenset[type]] | None:
+    """The exact Python types each argument may have, when the function's signature is simple
+    enough to check that way (fixed arity, plain types); None otherwise."""
+    spec = functions.FUNCTION_TABLE.get(name)
+    if spec is None or len(spec["signature"]) != arity:
+        return None
+    allowed = []
+    for parameter in spec["signature"]:
+        if parameter.get("variadic"):
+            return None
+        kinds: set[type] = set()
+        for kind in parameter.get("types", ["any"]):
+            if kind not in _PLAIN_TYPES:
+                return None
+            kinds.update(_PLAIN_TYPES[kind])
+        allowed.append(frozenset(kinds))
+    return allowed
 
 
 def _chain(keys: tuple[str, ...]) -> Fn:

@@ -7,9 +7,8 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Container, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from jmespath.exceptions import JMESPathError
 
@@ -22,8 +21,7 @@ from supervisor.rules import Rule, RuleSet, Template
 FIRED, NO_MATCH, OVERRULED, DISABLED = "fired", "did not match", "overruled", "disabled"
 
 
-@dataclass(frozen=True)
-class Recommendation:
+class Recommendation(NamedTuple):
     subject: Subject
     condition: str
     event: str
@@ -32,7 +30,7 @@ class Recommendation:
     rule: str
     reason: str
     fingerprint: str
-    order: int = field(compare=False)  # the rule's position: recommendations sort by it
+    order: int  # the rule's position: recommendations sort by it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,8 +45,7 @@ class Recommendation:
         }
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one rule did on one subject, for `explain`."""
 
     rule: str
@@ -57,14 +54,13 @@ class Outcome:
     overruled_by: Recommendation | None = None
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     now: str
     summary: str
     recommendations: tuple[Recommendation, ...]
     traces: dict[Subject, tuple[Outcome, ...]]
     # Each withdrawn recommendation and the root cause that withdrew it (for explain).
-    overruled: dict[Recommendation, Recommendation] = field(default_factory=dict)
+    overruled: dict[Recommendation, Recommendation]
     # The same inputs evaluated before this moment give the same recommendations (None: ever).
     valid_until: datetime | None = None
 
@@ -97,7 +93,9 @@ def evaluate(
         rule.id: [compile_ast(ast, functions) for ast in rule.reason.expressions]
         for rule in rules.rules if rule.enabled and rule.reason is not None
     }
-    documents: dict[Subject, dict[str, Any]] = {}
+    # One document per subject, built on first use and shared by every rule of its kind.
+    documents_by_kind: dict[str, list[dict[str, Any]]] = {}
+    tracing = bool(trace)
     fired: list[tuple[Rule, Recommendation]] = []
     results: dict[tuple[str, Subject], Any] = {}
     failures: dict[str, list[str]] = defaultdict(list)
@@ -105,15 +103,16 @@ def evaluate(
     for order, rule in enumerate(rules.rules):
         if not rule.enabled:
             continue
-        matcher = matchers[rule.id]
-        for subject in state.subjects[rule.kind]:
-            document = documents.get(subject)
-            if document is None:
-                document = documents[subject] = state.document(subject)
-            document["params"] = rule.params
+        matcher, params = matchers[rule.id], rule.params
+        subjects = state.subjects[rule.kind]
+        documents = documents_by_kind.get(rule.kind)
+        if documents is None:
+            documents = documents_by_kind[rule.kind] = [state.document(s) for s in subjects]
+        for subject, document in zip(subjects, documents, strict=True):
+            document["params"] = params
             try:
                 value = matcher(document)
-                if subject in trace:
+                if tracing and subject in trace:
                     results[(rule.id, subject)] = value
                 if not truthy(value):
                     continue
@@ -230,7 +229,7 @@ def _trace(
 
 
 def _failure(rules: RuleSet, rule_id: str, found: list[str]) -> Problem:
-    rule = rules.rules[rules.index(rule_id)]
+    rule = rules.rule(rule_id)
     more = f" (and {len(found) - 1} more subjects)" if len(found) > 1 else ""
     return Problem(rule.file, path=f"rule {rule_id!r}",
                    message=f"failed on {found[0]}{more}")
@@ -250,11 +249,14 @@ def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> dateti
     ordered = sorted(moments)
     earliest: datetime | None = None
     for seconds in _thresholds(rules):
-        # The earliest moment m with m + seconds > now.
-        index = bisect.bisect_right(ordered, now - timedelta(seconds=seconds))
-        if index < len(ordered):
-            candidate = ordered[index] + timedelta(seconds=seconds)
-            earliest = candidate if earliest is None else min(earliest, candidate)
+        try:
+            # The earliest moment m with m + seconds > now.
+            index = bisect.bisect_right(ordered, now - timedelta(seconds=seconds))
+            if index < len(ordered):
+                candidate = ordered[index] + timedelta(seconds=seconds)
+                earliest = candidate if earliest is None else min(earliest, candidate)
+        except OverflowError:
+            return now  # at the ends of the calendar: never reuse, always evaluate again
     return earliest
 
 

@@ -110,7 +110,7 @@ def explain(state: State, rules: RuleSet, evaluation: Evaluation, subject: Subje
     document = state.document(subject)
     trace = []
     for outcome in evaluation.traces[subject]:
-        rule = rules.rules[rules.index(outcome.rule)]
+        rule = rules.rule(outcome.rule)
         clauses = None
         if rule.enabled:
             document["params"] = rule.params

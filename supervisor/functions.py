@@ -51,6 +51,8 @@ class RuleFunctions(functions.Functions):
         since the last one that succeeded, counting only those that ended (or, unfinished,
         started) in the `window_seconds` before now. Running deployments neither count nor
         break the streak; deployments after now are ignored."""
+        if not deployments:
+            return 0
         latest_first = sorted(
             (self._deployment_time(deployment), index, deployment)
             for index, deployment in enumerate(deployments)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor.clock import parse_time
 from supervisor.errors import InputError, Problem, SupervisorError
@@ -17,28 +16,23 @@ from supervisor.rules import RuleSet, default_rules_dir, load_rules
 from supervisor.world import World, load_world
 
 
-@dataclass(frozen=True)
-class Inputs:
+class Inputs(NamedTuple):
     inventory: Path
     world: Path
     rules: tuple[Path, ...] = ()
     default_rules: bool = True
     now: str | None = None  # RFC 3339; None means the world's observed_at
     max_age: float | None = None  # seconds; None means the rules' max_world_age_seconds
-    extra_params: dict[str, Any] = field(default_factory=dict)
 
     def rule_sources(self) -> list[Path]:
         return ([default_rules_dir()] if self.default_rules else []) + list(self.rules)
 
     def params(self) -> dict[str, Any]:
-        params = dict(self.extra_params)
-        if self.max_age is not None:
-            params["max_world_age_seconds"] = self.max_age
-        return params
+        """Params from the command line, which win over every rule set's."""
+        return {} if self.max_age is None else {"max_world_age_seconds": self.max_age}
 
 
-@dataclass(frozen=True)
-class Loaded:
+class Loaded(NamedTuple):
     state: State
     rules: RuleSet
 
@@ -84,8 +78,7 @@ def digest(inputs: Inputs) -> str:
     """A hash of every file the inputs can read, and of the options: equal digests mean a run
     would see byte-identical inputs (and may skip evaluating them again)."""
     hasher = hashlib.sha256(repr(
-        (inputs.now, inputs.max_age, sorted(inputs.extra_params.items()),
-         [str(source) for source in inputs.rule_sources()])).encode())
+        (inputs.now, inputs.max_age, [str(source) for source in inputs.rule_sources()])).encode())
     for root in (inputs.inventory, inputs.world, *inputs.rule_sources()):
         hasher.update(f"\0root {root}\0".encode())
         for path in _files(root):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
@@ -15,8 +14,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 SERVICES_FILE = "services.yaml"
 
 
-@dataclass(frozen=True)
-class Service:
+class Service(NamedTuple):
     id: str
     node: str
     name: str
@@ -25,18 +23,17 @@ class Service:
     desired: dict[str, Any]  # as rules see it: defaults filled in, dependencies as full ids
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     name: str
     critical: bool
     desired: dict[str, Any]
     services: tuple[str, ...]  # service ids, in file order
 
 
-@dataclass
 class Inventory:
-    nodes: dict[str, Node] = field(default_factory=dict)
-    services: dict[str, Service] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.services: dict[str, Service] = {}
 
 
 def load_inventory(root: Path) -> Inventory:

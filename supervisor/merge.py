@@ -7,17 +7,15 @@ Documents share the inventory's and the world's records rather than copying them
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor.clock import format_time
 from supervisor.inventory import Inventory
 from supervisor.world import World
 
 
-@dataclass(frozen=True, order=True)
-class Subject:
+class Subject(NamedTuple):
     kind: str  # service, node or world
     id: str
 
@@ -58,6 +56,10 @@ class State:
         node_names = set(inventory.nodes) | set(world.nodes)
         node_names |= {service_id.split("/", 1)[0] for service_id in service_ids}
         node_names |= {subject for subject in self.incidents if "/" not in subject}
+
+        # Documents share these parts; matchers only read them.
+        self._services: dict[str, dict[str, Any]] = {}
+        self._nodes: dict[str, dict[str, Any]] = {}
 
         self.hosted: dict[str, list[str]] = defaultdict(list)
         for service_id in sorted(service_ids):
@@ -110,20 +112,28 @@ class State:
         return base
 
     def _service(self, service_id: str) -> dict[str, Any]:
+        cached = self._services.get(service_id)
+        if cached is not None:
+            return cached
         node, name = service_id.split("/", 1)
         declared = self.inventory.services.get(service_id)
-        return {
+        service = self._services[service_id] = {
             "id": service_id,
             "node": node,
             "name": name,
             "desired": declared.desired if declared else None,
             "actual": self.world.services.get(service_id),
         }
+        return service
 
     def _node(self, name: str) -> dict[str, Any]:
+        cached = self._nodes.get(name)
+        if cached is not None:
+            return cached
         declared = self.inventory.nodes.get(name)
-        return {
+        node = self._nodes[name] = {
             "name": name,
             "desired": declared.desired if declared else None,
             "actual": self.world.nodes.get(name),
         }
+        return node

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from supervisor.clauses import Clause, show
 from supervisor.engine import Evaluation, Recommendation
-from supervisor.explain import Explanation
+
+if TYPE_CHECKING:
+    from supervisor.clauses import Clause
+    from supervisor.explain import Explanation
 
 _RESET = "\033[0m"
 _COLOURS = {
@@ -90,6 +92,8 @@ _OPERATOR_LABELS = {"and": "all of", "or": "any of", "not": "not"}
 
 
 def render_explanation(explanation: Explanation, *, colour: bool = False) -> str:
+    from supervisor.clauses import show
+
     paint = _Painter(colour)
     subject = explanation.subject
     lines = [paint(subject.id, "subject") + paint(f"  {subject.kind}", "dim")]
@@ -142,6 +146,8 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
 
 
 def _clause_lines(clause: Clause, indent: str, last: bool, lines: list[str]) -> None:
+    from supervisor.clauses import show
+
     branch = "└─ " if last else "├─ "
     if not clause.evaluated:
         name = clause.text if len(clause.text) <= 64 else clause.text[:63] + "…"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jmespath
 from jmespath.exceptions import ParseError
@@ -22,8 +21,7 @@ from supervisor.resources import data_dir
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class Overrule:
+class Overrule(NamedTuple):
     scope: str  # a key of registry.OVERRULE_SCOPES
     actions: frozenset[str] | None = None
     conditions: frozenset[str] | None = None
@@ -34,8 +32,7 @@ class Overrule:
         )
 
 
-@dataclass(frozen=True)
-class Template:
+class Template(NamedTuple):
     """A reason: literal text and compiled JMESPath placeholders, alternating."""
 
     text: str
@@ -43,32 +40,30 @@ class Template:
     expressions: tuple[Any, ...]  # compiled ASTs, one fewer than literals
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     id: str
     kind: str  # which subjects it applies to: service, node or world
     condition: str
     match: str
-    ast: Any = field(repr=False, compare=False)
+    ast: Any  # the matcher's JMESPath AST
     event: str = ""
     action: str = ""
     severity: str = ""
     reason: Template | None = None
     description: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = {}  # noqa: RUF012 - always given; never mutated
     overrules: Overrule | None = None
     enabled: bool = True
     file: str = ""
 
 
-@dataclass(frozen=True)
-class RuleSet:
+class RuleSet(NamedTuple):
     rules: tuple[Rule, ...]
     params: dict[str, Any]
     conditions: dict[str, str]
 
-    def index(self, rule_id: str) -> int:
-        return next(i for i, rule in enumerate(self.rules) if rule.id == rule_id)
+    def rule(self, rule_id: str) -> Rule:
+        return next(rule for rule in self.rules if rule.id == rule_id)
 
 
 def default_rules_dir() -> Path:
@@ -136,7 +131,7 @@ def load_rules(
                 continue
             if rule is None:
                 continue
-            rule = replace(rule, params={**shared_params, **rule.params, **(params or {})})
+            rule = rule._replace(params={**shared_params, **rule.params, **(params or {})})
             if rule_id in positions:
                 rules[positions[rule_id]] = rule
             else:

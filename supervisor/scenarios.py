@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> Outcome:
     outcome = Outcome(directory)
     inputs = expectation.inputs()
     if extra_rules:
-        inputs = replace(inputs, rules=(*inputs.rules, *extra_rules))
+        inputs = inputs._replace(rules=(*inputs.rules, *extra_rules))
     try:
         loaded = load(inputs)
         evaluation = evaluate(loaded.state, loaded.rules)

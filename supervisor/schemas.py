@@ -1,4 +1,10 @@
-"""JSON Schema validation of the inventory, the world and the rules, with messages for people."""
+"""JSON Schema validation of the inventory, the world and the rules, with messages for people.
+
+Two validators, one verdict: jsonschema-rs (compiled, ~100x faster) decides whether a document
+is valid; only an invalid one goes through `jsonschema`, the reference implementation, whose
+errors carry what a good message needs. A test keeps their verdicts equal on valid and invalid
+inputs. `jsonschema` is imported only then, which keeps start-up fast.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,19 @@ import difflib
 import json
 import re
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import ValidationError
+import jsonschema_rs
 
 from supervisor.clock import is_time
 from supervisor.errors import Problem, dotted
 from supervisor.resources import data_dir
 
-Path_ = tuple[str | int, ...]
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
-# jsonschema checks `format` only when given a checker, and its own date-time check needs an
-# optional package; ours also insists on a zone.
-_FORMATS = FormatChecker(formats=())
-_FORMATS.checks("date-time")(is_time)
+Path_ = tuple[str | int, ...]
 
 
 class Source(Protocol):
@@ -47,17 +51,37 @@ def _schema_file(name: str) -> dict[str, Any]:
     return schema
 
 
+def _schema(name: str, definition: str | None) -> dict[str, Any]:
+    schema = _schema_file(name)
+    if definition is None:
+        return schema
+    return {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
+
+
+@cache
+def fast_validator(name: str, definition: str | None = None) -> Any:
+    """The compiled validator for a schema file, or for one of its `$defs`."""
+    # Formats are checked only when asked; date-time is ours, which insists on a zone.
+    return jsonschema_rs.Draft202012Validator(
+        _schema(name, definition), validate_formats=True, formats={"date-time": is_time})
+
+
 @cache
 def validator(name: str, definition: str | None = None) -> Draft202012Validator:
-    """A reusable validator for a schema file, or for one of its `$defs`."""
-    schema = _schema_file(name)
-    if definition is not None:
-        schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
-    return Draft202012Validator(schema, format_checker=_FORMATS)
+    """The reference validator, for the messages about an invalid document."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    # jsonschema checks `format` only when given a checker, and its own date-time check needs an
+    # optional package.
+    formats = FormatChecker(formats=())
+    formats.checks("date-time")(is_time)
+    return Draft202012Validator(_schema(name, definition), format_checker=formats)
 
 
 def check(name: str, instance: Any, source: Source, definition: str | None = None) -> list[Problem]:
     """Every way `instance` breaks the schema, each as a located problem."""
+    if fast_validator(name, definition).is_valid(instance):
+        return []
     problems: list[Problem] = []
     for error in validator(name, definition).iter_errors(instance):
         for path, message, key in _describe(error):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from supervisor import schemas
 from supervisor.clock import parse_time
@@ -15,8 +15,7 @@ from supervisor.loader import load_json, load_yaml
 from supervisor.schemas import JsonSource
 
 
-@dataclass(frozen=True)
-class World:
+class World(NamedTuple):
     observed_at: datetime
     observer: dict[str, Any]
     nodes: dict[str, dict[str, Any]]
@@ -47,62 +46,83 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _read_directory(root: Path) -> dict[str, Any]:
+    """Reads the observer's layout. Paths stay strings and listings come from `scandir`: the
+    world can hold a hundred thousand files, and per-file overhead is most of the cost."""
     problems: list[Problem] = []
+    base = str(root)
 
-    def record(file: Path, definition: str) -> Any:
-        display = str(file)
+    def record(path: str, definition: str) -> Any:
         try:
-            value = load_json(file, display)
+            value = load_json(path, follow=False)
         except InputError as error:
             problems.extend(error.problems)
             return None
         if not isinstance(value, dict):
-            problems.append(Problem(display, message="must be a JSON object"))
+            problems.append(Problem(path, message="must be a JSON object"))
             return None
-        found = schemas.check("world", value, JsonSource(display), definition)
+        found = schemas.check("world", value, JsonSource(path), definition)
         problems.extend(found)
         return None if found else value
 
-    def named(file: Path, what: str) -> str | None:
-        if NAME.fullmatch(file.stem if file.is_file() else file.name):
-            return file.stem if file.is_file() else file.name
-        problems.append(Problem(str(file), message=f"is not a valid {what} name"))
+    def named(name: str, path: str, what: str) -> str | None:
+        if NAME.fullmatch(name):
+            return name
+        problems.append(Problem(path, message=f"is not a valid {what} name"))
         return None
 
     document: dict[str, Any] = {"nodes": {}, "services": {}, "deployments": [], "incidents": []}
-    meta = record(root / "world.json", "world")
+    meta = record(os.path.join(base, "world.json"), "world")
     if meta is not None:
         document.update(meta)
-    for file in _json_files(root / "nodes"):
-        name = named(file, "node")
-        if name is not None and (value := record(file, "node")) is not None:
-            document["nodes"][name] = value
-    services_root = root / "services"
-    if services_root.is_dir():
-        for node_dir in sorted(services_root.iterdir()):
-            if node_dir.name.startswith(".") or not node_dir.is_dir():
-                continue
-            node = named(node_dir, "node")
-            for file in _json_files(node_dir):
-                name = named(file, "service")
-                if node and name and (value := record(file, "service")) is not None:
-                    document["services"][f"{node}/{name}"] = value
+    for stem, path in _json_files(os.path.join(base, "nodes"), problems):
+        if named(stem, path, "node") and (value := record(path, "node")) is not None:
+            document["nodes"][stem] = value
+    for node, node_path in _entries(os.path.join(base, "services"), problems, directories=True):
+        node_ok = named(node, node_path, "node")
+        for stem, path in _json_files(node_path, problems):
+            if (named(stem, path, "service") and node_ok
+                    and (value := record(path, "service")) is not None):
+                document["services"][f"{node}/{stem}"] = value
     for kind, definition in (("deployments", "deployment"), ("incidents", "incident")):
-        for file in _json_files(root / kind):
-            if (value := record(file, definition)) is not None:
+        for _, path in _json_files(os.path.join(base, kind), problems):
+            if (value := record(path, definition)) is not None:
                 document[kind].append(value)
     raise_if(problems)
     return document
 
 
-def _json_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
+def _entries(directory: str, problems: list[Problem], *, directories: bool
+             ) -> list[tuple[str, str]]:
+    """(name, path) of the visible files, or directories, in `directory`, sorted by name.
+
+    Hidden entries are the observer's temporaries. Symlinks are reported and not followed:
+    the snapshot is what the observer wrote here, and a link could point anywhere.
+    """
+    try:
+        scanner = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    # Hidden files are the observer's temporaries; other suffixes are not records.
-    return sorted(
-        entry for entry in directory.iterdir()
-        if entry.suffix == ".json" and not entry.name.startswith(".")
-    )
+    except OSError as error:
+        problems.append(Problem(directory, message=f"cannot be listed: {error.strerror}"))
+        return []
+    found = []
+    with scanner:
+        for entry in scanner:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink():
+                problems.append(Problem(entry.path, message="is a symlink; links inside the "
+                                        "inventory and the world are not followed"))
+            elif entry.is_dir(follow_symlinks=False) == directories:
+                found.append((entry.name, entry.path))
+    found.sort()
+    return found
+
+
+def _json_files(directory: str, problems: list[Problem]) -> list[tuple[str, str]]:
+    """(stem, path) of the `.json` records in `directory`; other suffixes are not records."""
+    return [(name[:-5], path) for name, path in _entries(directory, problems, directories=False)
+            if name.endswith(".json")]
 
 
 def _assemble(document: dict[str, Any]) -> World:

@@ -104,3 +104,57 @@ def test_schemas_are_valid_draft_2020_12(name: str) -> None:
     from jsonschema import Draft202012Validator
 
     Draft202012Validator.check_schema(schemas.validator(name).schema)
+
+
+def test_format_time_pads_early_years() -> None:
+    from supervisor.clock import format_time, parse_time
+
+    assert format_time(parse_time("0999-01-01T00:00:00Z")) == "0999-01-01T00:00:00Z"
+    assert format_time(parse_time("2026-11-26T11:00:00.250+01:00")) == "2026-11-26T10:00:00.25Z"
+
+
+def verdict_cases() -> list[tuple[str, str | None, Any]]:
+    """Valid documents from the fixtures, and each mutated in ways that break the schema."""
+    import json as json_module
+
+    from conftest import FIXTURES
+
+    from supervisor.loader import load_yaml
+
+    cases: list[tuple[str, str | None, Any]] = []
+    for path in sorted(FIXTURES.glob("*/hosts/*/services.yaml")):
+        try:
+            cases.append(("inventory", None, load_yaml(path).value))
+        except Exception:  # noqa: BLE001, S112 - the bad-input fixtures do not load at all
+            continue
+    for kind, definition in (("nodes", "node"), ("services/*", "service"),
+                             ("deployments", "deployment"), ("incidents", "incident")):
+        for path in sorted(FIXTURES.glob(f"*/world/{kind}/*.json"))[:40]:
+            try:
+                cases.append(("world", definition, json_module.loads(path.read_text())))
+            except ValueError:
+                continue
+    for path in sorted(FIXTURES.glob("*/world.json")):
+        cases.append(("world", None, json_module.loads(path.read_text())))
+    mutated: list[tuple[str, str | None, Any]] = []
+    for name, definition, value in cases:
+        if not isinstance(value, dict):
+            continue
+        for key in list(value)[:4]:
+            for replacement in (None, 7, "2026-11-26T10:00:00", "Bad Name", [], {"x": 1}, True):
+                mutated.append((name, definition, {**value, key: replacement}))
+            mutated.append((name, definition, {k: v for k, v in value.items() if k != key}))
+        mutated.append((name, definition, {**value, "depend_on": ["db"]}))
+    return cases + mutated
+
+
+def test_fast_and_reference_validators_agree() -> None:
+    cases = verdict_cases()
+    assert len(cases) > 500
+    valid = 0
+    for name, definition, instance in cases:
+        fast = schemas.fast_validator(name, definition).is_valid(instance)
+        reference = not list(schemas.validator(name, definition).iter_errors(instance))
+        assert fast == reference, (name, definition, instance)
+        valid += fast
+    assert 0 < valid < len(cases)  # both verdicts are exercised
