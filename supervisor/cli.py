@@ -187,13 +187,12 @@ def eval_command(
     fail_on: FailOnOpt = None,
 ) -> None:
     """Evaluate the rules and print the recommendations and the summary state."""
-    from supervisor.engine import evaluate, reached
-    from supervisor.inputs import load
+    from supervisor.engine import reached
+    from supervisor.inputs import evaluate_inputs
     from supervisor.report import render_table, to_json, use_colour
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
-    loaded = load(inputs)
-    evaluation = evaluate(loaded.state, loaded.rules)
+    _, evaluation = evaluate_inputs(inputs)
     if output is Format.json:
         sys.stdout.write(to_json(evaluation.to_json()))
     else:
@@ -228,7 +227,7 @@ def explain_command(
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
     loaded = load(inputs)
-    target = resolve(loaded.state, subject)
+    target = resolve(loaded.state, subject)  # before evaluating: a typo should fail fast
     evaluation = evaluate(loaded.state, loaded.rules, trace={target})
     explanation = explain(loaded.state, loaded.rules, evaluation, target)
     if context:
@@ -251,13 +250,11 @@ def validate_command(
     max_age: MaxAgeOpt = None,
 ) -> None:
     """Check the inventory, the world and the rules; report every problem (exit 2) or none."""
-    from supervisor.engine import evaluate
-    from supervisor.inputs import load
+    from supervisor.inputs import evaluate_inputs
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
-    loaded = load(inputs)
     # Evaluating too catches matchers that only fail on real data (a type error, say).
-    evaluate(loaded.state, loaded.rules)
+    loaded, _ = evaluate_inputs(inputs)
     state = loaded.state
     sys.stdout.write(
         f"valid: {len(state.inventory.nodes)} nodes and {len(state.inventory.services)} services "

@@ -23,10 +23,10 @@ from typing import Any
 
 from supervisor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from supervisor.clock import format_time, parse_time
-from supervisor.engine import Evaluation, Recommendation, evaluate
+from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import ERROR, RESOLVED, SOURCE, SUMMARY, EventLog, LogState, event_id
-from supervisor.inputs import Inputs, digest, load
+from supervisor.inputs import Inputs, digest, evaluate_inputs
 from supervisor.safefile import locked
 
 STALE = "stale_world"
@@ -88,8 +88,7 @@ def run_once(inputs: Inputs, paths: Paths, *, clock: Clock = wall_clock,
             report.open = len(checkpoint.state.open)
             return report
         try:
-            loaded = load(inputs, clock=now)
-            evaluation = evaluate(loaded.state, loaded.rules)
+            _, evaluation = evaluate_inputs(inputs, clock=now)
         except SupervisorError as error:
             if not keep_going:
                 raise

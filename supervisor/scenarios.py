@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import schemas
-from supervisor.engine import Evaluation, evaluate
+from supervisor.engine import Evaluation
 from supervisor.errors import InputError, Problem, SupervisorError
-from supervisor.inputs import Inputs, load
+from supervisor.inputs import Inputs, evaluate_inputs
 from supervisor.loader import load_yaml
 from supervisor.merge import State
 from supervisor.registry import EVENT_TYPES
@@ -100,8 +100,7 @@ def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> Outcome:
     if extra_rules:
         inputs = inputs._replace(rules=(*inputs.rules, *extra_rules))
     try:
-        loaded = load(inputs)
-        evaluation = evaluate(loaded.state, loaded.rules)
+        loaded, evaluation = evaluate_inputs(inputs)
     except SupervisorError as error:
         stderr = "\n".join(str(problem) for problem in error.problems)
         if expectation.exit != 2:
