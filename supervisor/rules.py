@@ -107,7 +107,6 @@ def load_rules(
     shared_params.update(params or {})
 
     rules: list[Rule] = []
-    positions: dict[str, int] = {}
     known_functions = set(function_names())
     for document, content, broken in loaded:
         for index, spec in enumerate(content["rules"]):
@@ -118,9 +117,10 @@ def load_rules(
             problems.extend(found)
             rule_id = spec["id"]
             path = ("rules", index, "id")
-            if rule_id in positions:
+            ids = [existing.id for existing in rules]
+            if rule_id in ids:
                 if not spec.get("override", False):
-                    earlier = rules[positions[rule_id]].file
+                    earlier = rules[ids.index(rule_id)].file
                     problems.append(where.problem(
                         path, f"rule id {rule_id!r} is already defined in {earlier} "
                         "(say 'override: true' to replace it)"))
@@ -129,16 +129,37 @@ def load_rules(
                 problems.append(where.problem(
                     ("rules", index, "override"), f"rule {rule_id!r} overrides no earlier rule"))
                 continue
+            anchor = spec.get("before") or spec.get("after")
+            if anchor is not None and (anchor == rule_id or anchor not in ids):
+                key = "before" if "before" in spec else "after"
+                problems.append(where.problem(
+                    ("rules", index, key), f"no earlier rule {anchor!r} to place it {key}"))
+                continue
             if rule is None:
                 continue
             rule = rule._replace(params={**shared_params, **rule.params, **(params or {})})
-            if rule_id in positions:
-                rules[positions[rule_id]] = rule
-            else:
-                positions[rule_id] = len(rules)
-                rules.append(rule)
+            _place(rules, rule, spec.get("before"), spec.get("after"))
     raise_if(problems, RuleError)
     return RuleSet(rules=tuple(rules), params=shared_params, conditions=conditions)
+
+
+def _place(rules: list[Rule], rule: Rule, before: str | None, after: str | None) -> None:
+    """Puts `rule` in the evaluation order: in place of the rule it overrides, else at the
+    end, unless `before` or `after` names the rule to put it next to."""
+    ids = [existing.id for existing in rules]
+    if rule.id in ids:
+        place = ids.index(rule.id)
+        if before is None and after is None:
+            rules[place] = rule
+            return
+        del rules[place]
+        ids.pop(place)
+    if before is not None:
+        rules.insert(ids.index(before), rule)
+    elif after is not None:
+        rules.insert(ids.index(after) + 1, rule)
+    else:
+        rules.append(rule)
 
 
 def _rule_index(path: str) -> int | None:

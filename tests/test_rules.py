@@ -146,3 +146,16 @@ def test_problems_in_several_rules_are_all_reported(tmp_path: Path) -> None:
     found = problems(rule_set(tmp_path, "mine", text))
     assert len(found) == 2
     assert "rule 'a'" in found[0] and "rule 'b': invalid JMESPath" in found[1]
+
+
+def test_a_rule_can_be_placed_between_existing_ones(tmp_path: Path) -> None:
+    first = rule_set(tmp_path, "a", "rules:\n" + RULE.format(id="one") + RULE.format(id="two"))
+    second = rule_set(tmp_path, "b", "rules:\n" + RULE.format(id="between") + "    after: one\n"
+                      + RULE.format(id="start") + "    before: one\n"
+                      + RULE.format(id="two") + "    override: true\n    before: start\n")
+    assert [r.id for r in load_rules([first, second]).rules] == ["two", "start", "one", "between"]
+
+
+def test_placing_next_to_an_unknown_rule_is_an_error(tmp_path: Path) -> None:
+    source = rule_set(tmp_path, "a", "rules:\n" + RULE.format(id="x") + "    before: nope\n")
+    assert "no earlier rule 'nope' to place it before" in problems(source)[0]
