@@ -248,13 +248,25 @@ def validate_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Also lint the rules: paths not in the document, unknown "
+                     "or non-numeric params, rules that can never fire."),
+    ] = False,
 ) -> None:
     """Check the inventory, the world and the rules; report every problem (exit 2) or none."""
+    from supervisor.errors import RuleError
     from supervisor.inputs import evaluate_inputs
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
     # Evaluating too catches matchers that only fail on real data (a type error, say).
     loaded, _ = evaluate_inputs(inputs)
+    if strict:
+        from supervisor.lint import lint
+
+        found = lint(loaded.rules)
+        if found:
+            raise RuleError(found)
     state = loaded.state
     sys.stdout.write(
         f"valid: {len(state.inventory.nodes)} nodes and {len(state.inventory.services)} services "

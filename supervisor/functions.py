@@ -76,6 +76,13 @@ class RuleFunctions(functions.Functions):
             raise JMESPathTypeError("failed_streak", moment, "null", ["RFC 3339 timestamp"])
         return self._timestamp("failed_streak", moment)
 
+    @functions.signature({"types": ["array"]}, {"types": ["object"]})
+    def _func_attach(self, items: list[Any], extra: dict[str, Any]) -> list[Any]:
+        """`attach(array, object)`: the array with the object's keys added to every element
+        that is an object. A filter only sees its element, so this is how it reads a value from
+        outside: `attach(dependencies, {limit: params.node_heartbeat_seconds})[?age > limit]`."""
+        return [{**item, **extra} if isinstance(item, dict) else item for item in items]
+
     @functions.signature({"types": ["number", "null"]})
     def _func_duration(self, seconds: float | None) -> str | None:
         """`duration(seconds)`: a short human reading of a number of seconds, such as `2h5m`

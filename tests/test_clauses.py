@@ -63,13 +63,13 @@ def test_unparse_reads_like_the_source(text: str, shown: str) -> None:
 
 def test_breakdown_of_and_or_not_with_values() -> None:
     document = {"service": {"actual": {"status": "failed"}, "desired": {"critical": True}}}
-    clause = breakdown(parsed("service.desired != null && (service.actual == null || "
+    clause = breakdown(parsed("service.desired != `null` && (service.actual == `null` || "
                               "service.actual.status != 'ok') && !(service.desired.critical)"),
                        document, FUNCTIONS)
     assert clause.kind == "and" and clause.value is False
     first, either, negation = clause.clauses
     assert (first.text, first.value, first.detail) == (
-        "service.desired != null", True, '{"critical": true} != null')
+        "service.desired != `null`", True, '{"critical": true} != null')
     assert either.kind == "or" and either.value is True
     assert [(c.detail, c.value) for c in either.clauses] == [
         ('{"status": "failed"} == null', False), ("'failed' != 'ok'", True)]

@@ -104,7 +104,7 @@ def test_naive_now_is_bad_usage(cli: CliRunner) -> None:
 def test_rules_layer_and_no_default_rules(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(
         "rules:\n- id: pinned-image\n  condition: unhealthy_service\n"
-        "  match: \"service.desired.image != null && !contains(service.desired.image, ':')\"\n"
+        "  match: \"service.desired.image != `null` && !contains(service.desired.image, ':')\"\n"
         "  event: reconcile_recommended\n  action: pin_image\n")
     only_mine = cli.invoke(app, ["eval", str(HOMELAB), "--no-default-rules", "--rules",
                                  str(tmp_path), "--format", "json"])

@@ -210,3 +210,17 @@ def test_evaluation_is_deterministic(scenario: ScenarioFactory) -> None:
     root = scenario(TWO_NODES, services={"n1/app": {"status": "failed"}, "n2/x": ok()})
     first = to_json(evaluate_dir(root).to_json())
     assert all(to_json(evaluate_dir(root).to_json()) == first for _ in range(3))
+
+
+def test_a_dependency_on_a_silent_node_is_unavailable(scenario: ScenarioFactory) -> None:
+    root = scenario(TWO_NODES, nodes={
+        "n1": {"status": "online", "last_seen": "2026-11-26T09:59:00Z"},
+        "n2": {"status": "online", "last_seen": "2026-11-26T09:50:00Z"}},
+        services={"n1/app": {"status": "failed"}, "n2/db": ok()})
+    evaluation = evaluate_dir(root)
+    assert keys(evaluation) == {
+        ("node", "n2", "offline_node", "reconcile_required", "failover_review"),
+        ("service", "n1/app", "dependency_unavailable", "reconcile_blocked", "delayed_deployment"),
+    }
+    (app,) = [r for r in evaluation.recommendations if r.subject.id == "n1/app"]
+    assert app.reason == "n1/app is failed and waits on n2/db"

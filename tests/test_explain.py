@@ -58,9 +58,9 @@ CASES = [
     ("dependency-unavailable", "homelab", "edge01/home-assistant", None, "fired",
      ("service.actual.status != 'ok'", True, "'degraded' != 'ok'")),
     ("dependency-unavailable", "homelab", "media01/sonarr", None, "did not match",
-     (("length(dependencies[?actual == null || actual.status != 'ok' || host.actual == null || "
-      "host.actual.status == 'offline' || age_seconds(host.actual.last_seen) > "
-      "params.node_heartbeat_seconds]) > `0`"), False, "0 > 0")),
+     (("length(attach(dependencies, {heartbeat: params.node_heartbeat_seconds})[?actual == "
+       "`null` || actual.status != 'ok' || host.actual == `null` || host.actual.status == 'offline' "
+       "|| age_seconds(host.actual.last_seen) > heartbeat]) > `0`"), False, "0 > 0")),
     ("deployment-failed", "failed-deployment-two", "wiki01/outline", None, "fired",
      ("failed_streak(deployments, params.deployment_window_seconds) >= `1`", True, "2 >= 1")),
     ("deployment-failed", "repeated-failures-unhealthy", "git01/forgejo", None, "overruled",
@@ -68,11 +68,11 @@ CASES = [
     ("deployment-failed", "homelab", "nas01/postgres", None, "did not match",
      ("failed_streak(deployments, params.deployment_window_seconds) >= `1`", False, "0 >= 1")),
     ("service-missing", "homelab", "edge01/zigbee2mqtt", None, "fired",
-     ("service.actual == null", True, "null == null")),
+     ("service.actual == `null`", True, "null == null")),
     ("service-missing", "homelab", "lab01/code-server", None, "overruled",
-     ("service.actual == null", True, "null == null")),
+     ("service.actual == `null`", True, "null == null")),
     ("service-missing", "homelab", "nas01/postgres", None, "did not match",
-     ("service.actual == null", False, "")),
+     ("service.actual == `null`", False, "")),
     ("service-unhealthy", "homelab", "media01/sonarr", None, "fired",
      ("service.actual.status != 'ok'", True, "'failed' != 'ok'")),
     ("service-unhealthy", "homelab", "edge01/home-assistant", None, "overruled",
@@ -88,9 +88,9 @@ CASES = [
     ("node-incident", "homelab", "nas01", None, "did not match",
      ("incidents[?status != 'resolved']", [], "")),
     ("service-unmanaged", "unmanaged-service", "docker01/watchtower", None, "fired",
-     ("service.desired == null", True, "null == null")),
+     ("service.desired == `null`", True, "null == null")),
     ("service-unmanaged", "homelab", "nas01/postgres", None, "did not match",
-     ("service.desired == null", False, "")),
+     ("service.desired == `null`", False, "")),
 ]
 
 

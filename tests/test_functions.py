@@ -86,6 +86,6 @@ def test_duration(seconds: float | None, text: str | None) -> None:
 
 def test_every_custom_function_has_documentation() -> None:
     docs = custom_function_docs()
-    assert set(docs) == {"age_seconds", "failed_streak", "duration"}
+    assert set(docs) == {"age_seconds", "failed_streak", "duration", "attach"}
     for name, doc in docs.items():
         assert doc.startswith(f"`{name}("), name

@@ -1,0 +1,242 @@
+"""`supervisor validate --strict`: rules that load but cannot do what their author meant.
+
+- a path that does not exist in the merged document (`service.actaul.status`), with a
+  did-you-mean; in the observer's open records, only a near miss of a known field is flagged;
+- a param the rule does not have, or a threshold param that is not a number where a number is
+  compared or passed;
+- a rule that can never produce a recommendation: its matcher is a falsy literal, or a rule
+  whose matcher is always true overrules everything it could say.
+
+The document shapes below are the rules' API as docs/rules.md describes it; a test checks them
+against real documents so that the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from supervisor.compiler import truthy
+from supervisor.errors import Problem
+from supervisor.loader import load_yaml
+from supervisor.rules import Rule, RuleSet
+
+Shape = Any  # dict (an object), list of one shape (a list), LEAF (a value), or None (anything)
+LEAF = "value"
+OBSERVED = "*observed"  # an object the observer writes: the known keys, and any others
+X_KEYS = "x-*"  # the inventory's own extensions: any key starting with x-
+ANY_KEY = "*"
+
+_LABELS = {ANY_KEY: LEAF}
+_SERVICE_DESIRED = {"critical": LEAF, "depends_on": [LEAF], "image": LEAF, "version": LEAF,
+                    "labels": _LABELS, X_KEYS: None}
+_NODE_DESIRED = {"critical": LEAF, "labels": _LABELS, X_KEYS: None}
+_SERVICE_ACTUAL = {"status": LEAF, "since": LEAF, "version": LEAF, OBSERVED: None}
+_NODE_ACTUAL = {"status": LEAF, "last_seen": LEAF, OBSERVED: None}
+NODE = {"name": LEAF, "desired": _NODE_DESIRED, "actual": _NODE_ACTUAL}
+SERVICE = {"id": LEAF, "node": LEAF, "name": LEAF, "desired": _SERVICE_DESIRED,
+           "actual": _SERVICE_ACTUAL}
+_DEPLOYMENT = {"id": LEAF, "service": LEAF, "status": LEAF, "started_at": LEAF,
+               "finished_at": LEAF, OBSERVED: None}
+_INCIDENT = {"id": LEAF, "subject": LEAF, "status": LEAF, "severity": LEAF, "opened_at": LEAF,
+             "title": LEAF, OBSERVED: None}
+_COMMON = {"now": LEAF, "subject": {"kind": LEAF, "id": LEAF},
+           "world": {"observed_at": LEAF, "observer": None}}
+DOCUMENTS: dict[str, dict[str, Shape]] = {
+    "service": {**_COMMON, "service": SERVICE, "node": NODE,
+                "dependencies": [{**SERVICE, "host": NODE}], "deployments": [_DEPLOYMENT],
+                "incidents": [_INCIDENT]},
+    "node": {**_COMMON, "node": NODE, "services": [SERVICE], "incidents": [_INCIDENT]},
+    "world": dict(_COMMON),
+}
+_ORDERING = {"lt", "lte", "gt", "gte"}
+_NUMERIC_ARGUMENTS = {"failed_streak": {1}, "duration": {0}, "abs": {0}, "ceil": {0},
+                      "floor": {0}}
+
+
+def lint(rules: RuleSet) -> list[Problem]:
+    problems: list[Problem] = []
+    for rule in rules.rules:
+        if not rule.enabled:
+            continue
+        where = _Locator(rule)
+        checker = _Checker(rule, where, problems)
+        shape = {**DOCUMENTS[rule.kind], "params": {name: LEAF for name in rule.params}}
+        checker.check(rule.ast, shape, "match")
+        for ast in rule.reason.expressions if rule.reason else ():
+            checker.check(ast, shape, "reason")
+        if rule.ast["type"] == "literal" and not truthy(rule.ast["value"]):
+            problems.append(where.problem("match", "can never fire: the matcher is always "
+                                          f"{rule.ast['value']!r}"))
+    problems.extend(_always_overruled(rules))
+    return sorted(set(problems))
+
+
+class _Locator:
+    """Finds a rule's keys in its file, only when there is something to report."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+
+    def problem(self, key: str, message: str) -> Problem:
+        document = load_yaml(self.rule.file)
+        index = next((i for i, spec in enumerate(document.value.get("rules", []))
+                      if isinstance(spec, dict) and spec.get("id") == self.rule.id), None)
+        if index is None:
+            return Problem(self.rule.file, path=f"rule {self.rule.id!r}", message=message)
+        return document.problem(("rules", index, key), f"rule {self.rule.id!r}: {message}")
+
+
+class _Checker:
+    def __init__(self, rule: Rule, where: _Locator, problems: list[Problem]) -> None:
+        self.rule, self.where, self.problems = rule, where, problems
+        self.elements: list[str] = []  # the lists whose elements are being looked into
+
+    def report(self, key: str, message: str) -> None:
+        self.problems.append(self.where.problem(key, message))
+
+    def check(self, node: dict[str, Any], shape: Shape, key: str, path: str = "") -> Shape:
+        """The shape of `node`'s value when evaluated against a value of `shape`."""
+        kind, children = node["type"], node.get("children", [])
+        if kind == "field":
+            return self.field(node["value"], shape, key, path)
+        if kind == "subexpression":
+            for child in children:
+                shape = self.check(child, shape, key, path)
+                path = _extend(path, child)
+            return shape
+        if kind in ("index_expression", "flatten"):
+            inner = self.check(children[0], shape, key, path)
+            return inner if kind == "flatten" or not isinstance(inner, list) else inner[0]
+        if kind in ("projection", "filter_projection"):
+            left = self.check(children[0], shape, key, path)
+            element = left[0] if isinstance(left, list) else None
+            self.elements.append(_extend(path, children[0]) or "the list")
+            try:
+                if kind == "filter_projection":
+                    self.check(children[2], element, key)
+                return [self.check(children[1], element, key)]
+            finally:
+                self.elements.pop()
+        if kind == "comparator":
+            for child in children:
+                self.check(child, shape, key, path)
+                if node["value"] in _ORDERING:
+                    self.numeric_param(child, key, "compared with <, <=, > or >=")
+            return LEAF
+        if kind == "function_expression":
+            return self.function(node, shape, key, path)
+        if kind in ("current", "identity"):
+            return shape
+        if kind == "literal":
+            return LEAF
+        if kind == "pipe":
+            return self.check(children[1], self.check(children[0], shape, key, path), key)
+        if kind == "value_projection":
+            self.check(children[0], shape, key, path)
+            return None
+        if kind == "multi_select_dict":
+            return {pair["value"]: self.check(pair["children"][0], shape, key, path)
+                    for pair in children}
+        for child in children:  # and, or, not, multi-select lists
+            self.check(child, shape, key, path)
+        return None
+
+    def field(self, name: str, shape: Shape, key: str, path: str) -> Shape:
+        shown = f"{path}.{name}" if path else name
+        if shape is None:
+            return None
+        if shape == LEAF or isinstance(shape, list):
+            what = "a list (use [*] or a filter)" if isinstance(shape, list) else "not an object"
+            self.report(key, f"{shown}: {path or 'the document'} is {what}, so this is always null")
+            return None
+        if name in shape:
+            return shape[name]
+        if name in ("null", "true", "false"):
+            self.report(key, f"{shown}: a bare {name} is a field name in JMESPath, not a literal; "
+                        f"write `{name}` in backquotes")
+            return None
+        known = [k for k in shape if k not in (OBSERVED, X_KEYS, ANY_KEY)]
+        if (X_KEYS in shape and name.startswith("x-")) or ANY_KEY in shape:
+            return shape.get(ANY_KEY)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        if OBSERVED in shape:
+            if close:  # observers add fields; only a near miss of a known one is suspicious
+                self.report(key, f"{shown} is not a field the observer writes "
+                            f"(did you mean {close[0]!r}?)")
+            return None
+        if path == "params":
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.report(key, f"{shown}: the rule has no param {name!r}{hint}")
+            return None
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        if self.elements and not path:
+            self.report(key, f"{shown} is not in an element of {self.elements[-1]}{hint}: inside "
+                        "a filter or projection, names refer to the element (attach() brings "
+                        "in a value from outside)")
+        else:
+            self.report(key, f"{shown} is not in the {self.rule.kind} document{hint}")
+        return None
+
+    def function(self, node: dict[str, Any], shape: Shape, key: str, path: str) -> Shape:
+        children = node["children"]
+        first: Shape = None
+        for position, child in enumerate(children):
+            if child["type"] == "expref":
+                element = first[0] if isinstance(first, list) else None
+                self.check(child["children"][0], element, key)
+                continue
+            result = self.check(child, shape, key, path)
+            if position == 0:
+                first = result
+            elif node["value"] == "attach" and isinstance(first, list) and isinstance(result, dict):
+                element = first[0] if isinstance(first[0], dict) else {}
+                first = [{**element, **result}]
+            if position in _NUMERIC_ARGUMENTS.get(node["value"], ()):
+                self.numeric_param(child, key, f"passed to {node['value']}() as a number")
+        return first if node["value"] == "attach" else None
+
+    def numeric_param(self, node: dict[str, Any], key: str, use: str) -> None:
+        chain = _field_chain(node)
+        if len(chain) != 2 or chain[0] != "params" or chain[1] not in self.rule.params:
+            return
+        value = self.rule.params[chain[1]]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.report(key, f"param {chain[1]} is {type(value).__name__} {value!r}, but it is "
+                        f"{use}: write it as a number")
+
+
+def _field_chain(node: dict[str, Any]) -> list[str]:
+    if node["type"] == "field":
+        return [node["value"]]
+    if node["type"] == "subexpression" and all(c["type"] == "field" for c in node["children"]):
+        return [child["value"] for child in node["children"]]
+    return []
+
+
+def _extend(path: str, node: dict[str, Any]) -> str:
+    chain = _field_chain(node)
+    if not chain:
+        return path
+    return ".".join([path, *chain]) if path else ".".join(chain)
+
+
+def _always_overruled(rules: RuleSet) -> list[Problem]:
+    """Rules whose every recommendation a rule that always fires would withdraw."""
+    problems = []
+    always = [rule for rule in rules.rules if rule.enabled and rule.overrules is not None
+              and rule.ast["type"] == "literal" and truthy(rule.ast["value"])]
+    for rule in rules.rules:
+        if not rule.enabled:
+            continue
+        for cause in always:
+            scope = cause.overrules.scope if cause.overrules else ""
+            reaches = (scope == "all" or (scope == "self" and cause.kind == rule.kind)
+                       or (scope == "hosted_services" and rule.kind == "service"))
+            if (cause is not rule and reaches and cause.overrules is not None
+                    and cause.overrules.covers(rule.action, rule.condition)):
+                problems.append(_Locator(rule).problem(
+                    "match", f"can never produce a recommendation: rule {cause.id!r} always "
+                    "fires and overrules it"))
+                break
+    return problems
