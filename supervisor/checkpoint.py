@@ -31,6 +31,7 @@ class Checkpoint:
     inputs_digest: str | None = None  # of the inputs last evaluated
     valid_until: str | None = None  # until when that evaluation holds for the same inputs
     last_error: str | None = None  # the input problem last reported, to report it once
+    observed_at: str | None = None  # of the world last evaluated
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class Checkpoint:
             "inputs_digest": self.inputs_digest,
             "valid_until": self.valid_until,
             "last_error": self.last_error,
+            "observed_at": self.observed_at,
         }
 
 
@@ -94,7 +96,8 @@ def _read(path: Path, warn: Callable[[str], None]) -> Checkpoint | None:
                      summary=document.get("summary"),
                      summary_changes=document.get("summary_changes", 0))
     return Checkpoint(state, document["log_size"], document.get("inputs_digest"),
-                      document.get("valid_until"), document.get("last_error"))
+                      document.get("valid_until"), document.get("last_error"),
+                      document.get("observed_at"))
 
 
 def _move_aside(path: Path, problems: list[Problem], warn: Callable[[str], None]) -> None:

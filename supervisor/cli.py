@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from supervisor import __version__
+from supervisor.errors import SupervisorError
 
 if TYPE_CHECKING:
     from supervisor.inputs import Inputs
@@ -97,6 +99,13 @@ MaxAgeOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output for people or for programs.")]
+MetricsOpt = Annotated[
+    Path | None,
+    typer.Option("--metrics-file", metavar="PATH", show_default=False,
+                 help="Also write Prometheus metrics there, for node_exporter's textfile "
+                 "collector (a .prom file in its directory)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 FailOnOpt = Annotated[
     FailOn | None,
     typer.Option("--fail-on", show_default=False,
@@ -112,8 +121,6 @@ def reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from supervisor.errors import SupervisorError
-
         try:
             return command(*args, **kwargs)
         except SupervisorError as error:
@@ -157,6 +164,38 @@ def gather(
     )
 
 
+_PROGRESS_AFTER = 5000  # records: below this, loading is quick enough not to need it
+
+
+def _progress() -> Callable[[int], None] | None:
+    """A count of world records on stderr while they load, on a terminal only."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(count: int) -> None:
+        if count >= _PROGRESS_AFTER:
+            sys.stderr.write(f"\rreading the world: {count} records")
+            sys.stderr.flush()
+
+    return show
+
+
+def _progress_done() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")  # clear the progress line
+        sys.stderr.flush()
+
+
+def _error_metrics(path: Path | None, error: SupervisorError, started: float) -> None:
+    """Bad input still leaves a metrics file, so that an alert can fire on it."""
+    if path is None:
+        return
+    from supervisor.metrics import Snapshot, write_metrics
+
+    write_metrics(path, Snapshot(finished_at=time.time(), input_problems=len(error.problems),
+                                 duration_seconds=time.monotonic() - started))
+
+
 def _version(value: bool) -> None:
     if value:
         sys.stdout.write(f"supervisor {__version__}\n")
@@ -185,17 +224,36 @@ def eval_command(
     max_age: MaxAgeOpt = None,
     output: FormatOpt = Format.table,
     fail_on: FailOnOpt = None,
+    metrics_file: MetricsOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Evaluate the rules and print the recommendations and the summary state."""
     from supervisor.engine import reached
     from supervisor.inputs import evaluate_inputs
     from supervisor.report import render_table, to_json, use_colour
 
+    started = time.monotonic()
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
-    _, evaluation = evaluate_inputs(inputs)
-    if output is Format.json:
+    try:
+        loaded, evaluation = evaluate_inputs(inputs, progress=_progress())
+    except SupervisorError as error:
+        _error_metrics(metrics_file, error, started)
+        raise
+    finally:
+        _progress_done()
+    if metrics_file is not None:
+        from supervisor.clock import parse_time
+        from supervisor.metrics import Snapshot, write_metrics
+
+        age = (parse_time(evaluation.now) - loaded.state.world.observed_at).total_seconds()
+        write_metrics(metrics_file, Snapshot(
+            summary=evaluation.summary, world_age_seconds=age, finished_at=time.time(),
+            duration_seconds=time.monotonic() - started,
+            recommendations=[(r.event, r.condition, r.action)
+                             for r in evaluation.recommendations]))
+    if not quiet and output is Format.json:
         sys.stdout.write(to_json(evaluation.to_json()))
-    else:
+    elif not quiet:
         sys.stdout.write(render_table(evaluation, colour=use_colour(sys.stdout)))
     if fail_on is not None and reached(evaluation.summary, fail_on.value):
         raise typer.Exit(1)
@@ -353,14 +411,20 @@ def run_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    watch_changes: Annotated[
+        bool,
+        typer.Option("--watch", help="Run again whenever the inventory, world or rules change; "
+                     "--interval (default 60) still runs as a heartbeat."),
+    ] = False,
+    metrics_file: MetricsOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Evaluate against the wall clock and append what changed to the event log."""
     from supervisor.errors import InputError, Problem
-    from supervisor.reconcile import Paths, Stopper, loop, run_once
+    from supervisor.reconcile import Paths, RunReport, Stopper, loop, run_once, watch
 
-    if once and interval is not None:
-        raise InputError([Problem("--once", message="and --interval exclude each other")])
+    if once and (interval is not None or watch_changes):
+        raise InputError([Problem("--once", message="excludes --interval and --watch")])
     if interval is not None and interval <= 0:
         raise InputError([Problem("--interval", message="must be a positive number of seconds")])
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
@@ -373,23 +437,41 @@ def run_command(
     def warn(message: str) -> None:
         sys.stderr.write(f"{message}\n")
 
-    def report(line: str) -> None:
+    def report(result: RunReport, started: float) -> None:
+        if metrics_file is not None:
+            from supervisor.metrics import write_metrics
+
+            write_metrics(metrics_file, result.snapshot(time.monotonic() - started))
         if not quiet:
-            sys.stdout.write(f"{line}\n")
+            sys.stdout.write(f"{result.line()}\n")
             sys.stdout.flush()
 
-    if interval is None:
-        report(run_once(inputs, paths, warn=warn).line())
+    if interval is None and not watch_changes:
+        started = time.monotonic()
+        try:
+            report(run_once(inputs, paths, warn=warn), started)
+        except SupervisorError as error:
+            _error_metrics(metrics_file, error, started)
+            raise
         return
     stopper = Stopper()
 
     def cycle() -> None:
+        started = time.monotonic()
         result = run_once(inputs, paths, warn=warn, keep_going=True)
         for problem in result.problems:
             warn(str(problem))
-        report(result.line())
+        report(result, started)
 
-    loop(cycle, interval, stopper)
+    if watch_changes:
+        watched = [inputs.inventory, inputs.world if inputs.world.is_dir() else
+                   inputs.world.parent, *inputs.rules]
+        ignored = {paths.events, paths.checkpoint, paths.lock}
+        if metrics_file is not None:
+            ignored.add(metrics_file)
+        watch(cycle, [p for p in watched if p.exists()], ignored, interval or 60.0, stopper)
+    else:
+        loop(cycle, interval or 60.0, stopper)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -16,7 +16,7 @@ from supervisor.errors import InputError, Problem, SupervisorError
 from supervisor.inventory import Inventory, load_inventory
 from supervisor.merge import State, Subject
 from supervisor.rules import RuleSet, default_rules_dir, load_rules
-from supervisor.world import World, load_world
+from supervisor.world import Progress, World, load_world
 
 
 class Inputs(NamedTuple):
@@ -40,7 +40,8 @@ class Loaded(NamedTuple):
     rules: RuleSet
 
 
-def load(inputs: Inputs, *, clock: datetime | None = None) -> Loaded:
+def load(inputs: Inputs, *, clock: datetime | None = None,
+         progress: Progress | None = None) -> Loaded:
     """Reads and checks everything; raises one `SupervisorError` listing every problem.
 
     The evaluation time is `inputs.now`, else `clock` (the wall clock, for `run`), else the
@@ -64,7 +65,7 @@ def load(inputs: Inputs, *, clock: datetime | None = None) -> Loaded:
     except SupervisorError as error:
         problems.extend(error.problems)
     try:
-        world = load_world(inputs.world)
+        world = load_world(inputs.world, progress)
     except SupervisorError as error:
         problems.extend(error.problems)
     try:
@@ -105,13 +106,14 @@ def _files(root: Path) -> list[Path]:
 
 
 def evaluate_inputs(inputs: Inputs, *, clock: datetime | None = None,
-                    trace: Container[Subject] = ()) -> tuple[Loaded, Evaluation]:
+                    trace: Container[Subject] = (), progress: Progress | None = None
+                    ) -> tuple[Loaded, Evaluation]:
     """Loads and evaluates, with the garbage collector paused: both allocate many objects and
     free few, and a collection pass over a hundred thousand services costs seconds."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        loaded = load(inputs, clock=clock)
+        loaded = load(inputs, clock=clock, progress=progress)
         return loaded, evaluate(loaded.state, loaded.rules, trace=trace)
     finally:
         if enabled:

@@ -11,7 +11,9 @@ append, since other programs may write to it too.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import ERROR, RESOLVED, SOURCE, SUMMARY, EventLog, LogState, event_id
 from supervisor.inputs import Inputs, digest, evaluate_inputs
+from supervisor.metrics import Snapshot
 from supervisor.safefile import locked
 
 STALE = "stale_world"
@@ -51,6 +54,16 @@ class RunReport:
     counts: dict[str, int] = field(default_factory=dict)  # transition type -> lines appended
     skipped: bool = False
     problems: list[Problem] = field(default_factory=list)
+    observed_at: str | None = None  # of the world the open recommendations come from
+    recommendations: list[tuple[str, str, str]] = field(default_factory=list)  # open ones
+
+    def snapshot(self, duration: float) -> Snapshot:
+        age = None
+        if self.observed_at is not None:
+            age = (parse_time(self.now) - parse_time(self.observed_at)).total_seconds()
+        return Snapshot(summary=self.summary, recommendations=self.recommendations,
+                        world_age_seconds=age, finished_at=time.time(),
+                        duration_seconds=duration, input_problems=len(self.problems))
 
     def line(self) -> str:
         if self.problems:
@@ -84,18 +97,17 @@ def run_once(inputs: Inputs, paths: Paths, *, clock: Clock = wall_clock,
         fingerprint = digest(inputs)
         if (fingerprint == checkpoint.inputs_digest and checkpoint.last_error is None
                 and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))):
-            report.skipped, report.summary = True, checkpoint.state.summary
-            report.open = len(checkpoint.state.open)
-            return report
+            report.skipped = True
+            return _settle(report, checkpoint)
         try:
-            _, evaluation = evaluate_inputs(inputs, clock=now)
+            loaded, evaluation = evaluate_inputs(inputs, clock=now)
         except SupervisorError as error:
             if not keep_going:
                 raise
             _record_error(log, checkpoint, error.problems, report)
             save_checkpoint(paths.checkpoint, checkpoint)
             report.problems = error.problems
-            return report
+            return _settle(report, checkpoint)
         events = transitions(checkpoint.state, evaluation, report.run_id)
         if events:
             checkpoint.log_size = log.append(events)
@@ -103,10 +115,20 @@ def run_once(inputs: Inputs, paths: Paths, *, clock: Clock = wall_clock,
         checkpoint.valid_until = (format_time(evaluation.valid_until)
                                   if evaluation.valid_until else None)
         checkpoint.last_error = None
+        checkpoint.observed_at = format_time(loaded.state.world.observed_at)
         save_checkpoint(paths.checkpoint, checkpoint)
     for event in events:
         report.counts[event["type"]] = report.counts.get(event["type"], 0) + 1
-    report.summary, report.open = evaluation.summary, len(checkpoint.state.open)
+    return _settle(report, checkpoint)
+
+
+def _settle(report: RunReport, checkpoint: Checkpoint) -> RunReport:
+    """The report's view of what is open, from the checkpoint the run left."""
+    state = checkpoint.state
+    report.summary, report.open = state.summary, len(state.open)
+    report.observed_at = checkpoint.observed_at
+    report.recommendations = [(entry["event"], entry.get("condition") or "",
+                               entry.get("action") or "") for entry in state.open.values()]
     return report
 
 
@@ -177,12 +199,16 @@ class Stopper:
     """SIGTERM and SIGINT ask the loop to stop after the current run."""
 
     def __init__(self) -> None:
-        self.stopping = False
+        self.event = threading.Event()
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, self._stop)
 
+    @property
+    def stopping(self) -> bool:
+        return self.event.is_set()
+
     def _stop(self, number: int, frame: FrameType | None) -> None:
-        self.stopping = True
+        self.event.set()
 
     def sleep_until(self, deadline: float) -> None:
         while not self.stopping and (remaining := deadline - time.monotonic()) > 0:
@@ -201,3 +227,24 @@ def loop(cycle: Callable[[], None], interval: float, stopper: Stopper) -> None:
         if start + slot * interval < time.monotonic():
             slot = int(elapsed // interval) + 1
         stopper.sleep_until(start + slot * interval)
+
+
+def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
+          heartbeat: float, stopper: Stopper) -> None:
+    """Runs `cycle`, then again after each burst of changes under `watched` (an observer
+    writing 500 files gives one run), and at least every `heartbeat` seconds, so that a world
+    that stops changing is still noticed going stale."""
+    from watchfiles import watch as changes_under
+
+    ignored_names = {str(path) for path in ignored}
+
+    def relevant(change: object, path: str) -> bool:
+        return path not in ignored_names and not os.path.basename(path).startswith(".")
+
+    cycle()
+    for _ in changes_under(*watched, watch_filter=relevant, debounce=3000, step=300,
+                           rust_timeout=int(heartbeat * 1000), yield_on_timeout=True,
+                           stop_event=stopper.event, raise_interrupt=False):
+        if stopper.stopping:
+            break
+        cycle()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,10 +25,14 @@ class World(NamedTuple):
     incidents: list[dict[str, Any]]  # oldest first
 
 
-def load_world(path: Path) -> World:
+Progress = Callable[[int], None]
+
+
+def load_world(path: Path, progress: Progress | None = None) -> World:
+    """Reads the snapshot; `progress` hears the number of records read, every thousand."""
     if not path.exists():
         raise InputError([Problem(str(path), message="world snapshot does not exist")])
-    document = _read_directory(path) if path.is_dir() else _read_file(path)
+    document = _read_directory(path, progress) if path.is_dir() else _read_file(path)
     return _assemble(document)
 
 
@@ -45,13 +50,18 @@ def _read_file(path: Path) -> dict[str, Any]:
     return document
 
 
-def _read_directory(root: Path) -> dict[str, Any]:
+def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
     """Reads the observer's layout. Paths stay strings and listings come from `scandir`: the
     world can hold a hundred thousand files, and per-file overhead is most of the cost."""
     problems: list[Problem] = []
     base = str(root)
+    count = 0
 
     def record(path: str, definition: str) -> Any:
+        nonlocal count
+        count += 1
+        if progress is not None and count % 1000 == 0:
+            progress(count)
         try:
             value = load_json(path, follow=False)
         except InputError as error:

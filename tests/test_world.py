@@ -85,3 +85,11 @@ def test_single_file_services_need_node_ids(tmp_path: Path) -> None:
         {"observed_at": OBSERVED_AT, "services": {"web": ok()}}))
     with pytest.raises(InputError, match=r"services\.web: name 'web' is not a service id"):
         load_world(tmp_path / "world.json")
+
+
+def test_progress_hears_every_thousand_records(tmp_path: Path) -> None:
+    services = {f"n1/s{index}": ok() for index in range(2500)}
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services=services)
+    heard: list[int] = []
+    load_world(root / "world", heard.append)
+    assert heard == [1000, 2000]
