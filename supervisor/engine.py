@@ -6,8 +6,9 @@ import bisect
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, NamedTuple
 
 from jmespath.exceptions import JMESPathError
@@ -79,18 +80,21 @@ def fingerprint(rule: str, subject: Subject) -> str:
 
 
 def evaluate(
-    state: State, rules: RuleSet, *, trace: Container[Subject] = ()
+    state: State, rules: RuleSet, *, trace: Container[Subject] = (), reference: bool = False
 ) -> Evaluation:
     """Every rule, in order, over every subject of its kind; then root causes overrule symptoms.
 
     Outcomes are kept only for the subjects in `trace` (explain asks for one subject).
+    `reference` evaluates matchers with jmespath's own interpreter instead of the compiled
+    closures: slower, and the yardstick the tests hold the fast path to.
     """
     # Closures are built per evaluation, since functions bind its "now"; that costs well under
     # a millisecond per rule, against the interpreter's per-node dispatch on every subject.
     functions = RuleFunctions(state.now)
-    matchers = {rule.id: compile_ast(rule.ast, functions) for rule in rules.rules if rule.enabled}
+    build = _interpreted(functions) if reference else partial(compile_ast, functions=functions)
+    matchers = {rule.id: build(rule.ast) for rule in rules.rules if rule.enabled}
     reasons = {
-        rule.id: [compile_ast(ast, functions) for ast in rule.reason.expressions]
+        rule.id: [build(ast) for ast in rule.reason.expressions]
         for rule in rules.rules if rule.enabled and rule.reason is not None
     }
     # One document per subject, built on first use and shared by every rule of its kind.
@@ -147,6 +151,17 @@ def evaluate(
         overruled=overruled,
         valid_until=valid_until(state.now, functions.moments, rules),
     )
+
+
+def _interpreted(functions: RuleFunctions) -> Callable[[Any], Fn]:
+    from jmespath.visitor import Options, TreeInterpreter
+
+    interpreter = TreeInterpreter(Options(custom_functions=functions))
+
+    def build(ast: Any) -> Fn:
+        return lambda document: interpreter.visit(ast, document)
+
+    return build
 
 
 def _render(rule: Rule, placeholders: list[Fn], subject: Subject,

@@ -224,3 +224,28 @@ def test_a_dependency_on_a_silent_node_is_unavailable(scenario: ScenarioFactory)
     }
     (app,) = [r for r in evaluation.recommendations if r.subject.id == "n1/app"]
     assert app.reason == "n1/app is failed and waits on n2/db"
+
+
+def test_compiled_matchers_give_byte_identical_output(tmp_path: Path) -> None:
+    """Every optimisation of the matchers is held to jmespath's own interpreter."""
+    import subprocess
+    import sys
+
+    from conftest import FIXTURES, ROOT
+
+    from supervisor.report import to_json
+
+    lab = tmp_path / "lab"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "generate.py"), str(lab),
+                    "--nodes", "30", "--services", "20", "--seed", "3"],
+                   check=True, capture_output=True)
+    fixtures = sorted(p.parent for p in FIXTURES.glob("*/expect.yaml")
+                      if not p.parent.name.startswith("bad-") and (p.parent / "world").is_dir())
+    directories = [lab, *fixtures]
+    for directory in directories:
+        for now in (None, "2026-11-26T10:04:30Z", "2026-11-27T09:00:00Z"):
+            loaded = load(Inputs(inventory=directory / "hosts", world=directory / "world",
+                                 now=now))
+            fast = to_json(evaluate(loaded.state, loaded.rules).to_json())
+            slow = to_json(evaluate(loaded.state, loaded.rules, reference=True).to_json())
+            assert fast == slow, (directory.name, now)
