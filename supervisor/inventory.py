@@ -44,7 +44,12 @@ def load_inventory(root: Path) -> Inventory:
         raise InputError([Problem(str(root), message="inventory must be a directory of nodes")])
     problems: list[Problem] = []
     documents: dict[str, YamlDocument] = {}
-    for entry in sorted(root.iterdir()):
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as error:
+        raise InputError([Problem(str(root), message=f"cannot be listed: {error.strerror}")]
+                         ) from None
+    for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         display = str(entry / SERVICES_FILE)

@@ -122,7 +122,7 @@ def load_json(path: Path | str, display: str | None = None, *, follow: bool = Tr
 
 def parse_json(text: str, display: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as error:
         raise InputError(
             [Problem(display, error.lineno, error.colno, message=f"invalid JSON: {error.msg}")]
@@ -131,10 +131,39 @@ def parse_json(text: str, display: str) -> Any:
         raise InputError([Problem(display, message=f"invalid JSON: {error}")]) from None
     except RecursionError:
         raise InputError([Problem(display, message="invalid JSON: nested too deeply")]) from None
+    # A lone surrogate (`"\\ud800"`) is valid JSON escape syntax but no character: it could
+    # not be printed or written out again. Rare, so only looked for when an escape is there.
+    if "\\ud" in text or "\\uD" in text:
+        _reject_lone_surrogates(value, display)
+    return value
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return value
+
+
+def _reject_lone_surrogates(value: Any, display: str) -> None:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError([Problem(display, message="invalid JSON: a \\u escape names "
+                                          "half of a surrogate pair, not a character")]) from None
 
 
 def _build(
@@ -167,6 +196,7 @@ class _Builder:
     def __init__(self, display: str, *, budget: int, record: bool) -> None:
         self.display = display
         self.budget = budget
+        self.depth = 0
         self.record = record
         self.problems: list[Problem] = []
         self.positions: dict[Path_, Position] = {}
@@ -177,27 +207,34 @@ class _Builder:
         self.problems.append(Problem(self.display, mark.line + 1, mark.column + 1, dotted(path), message))
 
     def build(self, node: Node, path: Path_) -> Any:
+        # Every node built counts, aliases and merge sources included, so that no document
+        # can make the constructor do more than a bounded amount of work.
         self.budget -= 1
         if self.budget < 0:
             raise InputError(
                 [Problem(self.display, message="YAML aliases expand to too many values; "
                          "refusing to load it (an alias bomb?)")]
             )
-        if len(path) > MAX_DEPTH:
-            raise InputError(
-                [Problem(self.display, node.start_mark.line + 1, node.start_mark.column + 1,
-                         message=f"nested more than {MAX_DEPTH} levels deep")]
-            )
-        if self.record:
-            self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, ScalarNode):
-            return self.scalar(node, path)
-        if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            return self.mapping(node, path)
-        self.fail(node, path, "unsupported YAML node")  # pragma: no cover - the composer makes no other kind
-        return None
+        self.depth += 1  # not len(path): merge keys nest without lengthening the path
+        try:
+            if self.depth > MAX_DEPTH:
+                raise InputError(
+                    [Problem(self.display, node.start_mark.line + 1, node.start_mark.column + 1,
+                             message=f"nested more than {MAX_DEPTH} levels deep")]
+                )
+            if self.record:
+                self.positions.setdefault(
+                    path, (node.start_mark.line + 1, node.start_mark.column + 1))
+            if isinstance(node, ScalarNode):
+                return self.scalar(node, path)
+            if isinstance(node, SequenceNode):
+                return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                return self.mapping(node, path)
+            self.fail(node, path, "unsupported YAML node")  # pragma: no cover - no other kind
+            return None
+        finally:
+            self.depth -= 1
 
     def scalar(self, node: ScalarNode, path: Path_) -> Any:
         tag = node.tag
@@ -208,7 +245,13 @@ class _Builder:
             constructor: Callable[[SafeConstructor, ScalarNode], Any] = (
                 SafeConstructor.yaml_constructors[tag]
             )
-            value = constructor(_SCALARS, node)
+            try:
+                value = constructor(_SCALARS, node)
+            except (ValueError, KeyError, IndexError):
+                # `!!int ""`, `0x`, `!!bool maybe`, an integer of more than 4300 digits
+                kind = tag[len(_TAG):]
+                self.fail(node, path, f"{node.value[:40]!r} is not a valid {kind}")
+                return None
             if isinstance(value, float) and not math.isfinite(value):
                 self.fail(node, path, f"{node.value!r} is not a finite number")
             return value
@@ -251,5 +294,5 @@ class _Builder:
             if not isinstance(source, MappingNode):
                 self.fail(source, path, "a merge key (<<) must refer to a mapping")
                 continue
-            for key, value in self.mapping(source, path).items():
+            for key, value in self.build(source, path).items():
                 merged.setdefault(key, value)

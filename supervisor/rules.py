@@ -17,9 +17,6 @@ from supervisor.loader import YamlDocument, load_yaml
 from supervisor.registry import CONDITIONS, DEFAULT_SEVERITY
 from supervisor.resources import data_dir
 
-# `{{ expression }}` in a reason is replaced by the expression's value for the subject.
-_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-
 
 class Overrule(NamedTuple):
     scope: str  # a key of registry.OVERRULE_SCOPES
@@ -174,10 +171,14 @@ def _rule_files(source: Path, problems: list[Problem]) -> list[Path]:
     if not source.is_dir():
         problems.append(Problem(str(source), message="rules directory does not exist"))
         return []
-    files = sorted(
-        entry for entry in source.iterdir()
-        if entry.suffix in (".yaml", ".yml") and not entry.name.startswith(".")
-    )
+    try:
+        files = sorted(
+            entry for entry in source.iterdir()
+            if entry.suffix in (".yaml", ".yml") and not entry.name.startswith(".")
+        )
+    except OSError as error:
+        problems.append(Problem(str(source), message=f"cannot be listed: {error.strerror}"))
+        return []
     if not files:
         problems.append(Problem(str(source), message="holds no rule files (*.yaml)"))
     return files
@@ -258,27 +259,74 @@ def _frozen(values: list[str] | None) -> frozenset[str] | None:
     return None if values is None else frozenset(values)
 
 
+MAX_EXPRESSION_DEPTH = 128  # dict and list levels of the AST: a chain of some 60 operators
+
+
 def compile_expression(text: str, known_functions: set[str]) -> tuple[Any, list[str]]:
     """The expression's AST, or the reasons it cannot be one."""
+    shown = text if len(text) <= 200 else text[:199] + "…"
     try:
         ast = jmespath.compile(text).parsed
     except ParseError as error:
         headline = str(error).split("\n", 1)[0].rstrip(":")
         detail = headline.split(": ", 1)[-1]
-        return None, [f"invalid JMESPath at position {error.lex_position + 1}: {detail}: {text!r}"]
+        return None, [f"invalid JMESPath at position {error.lex_position + 1}: {detail}: {shown!r}"]
+    except RecursionError:
+        return None, [f"JMESPath nested too deeply: {shown!r}"]
+    except ValueError as error:  # a literal number of more than 4300 digits, say
+        return None, [f"invalid JMESPath: {str(error)[:100]}: {shown!r}"]
+    if _depth(ast) > MAX_EXPRESSION_DEPTH:
+        return None, [(f"JMESPath nested more than {MAX_EXPRESSION_DEPTH} levels deep "
+                      f"(a chain of that many operators counts as deep): {shown!r}")]
     unknown = sorted({name for name in _function_calls(ast) if name not in known_functions})
     if unknown:
-        return None, [f"unknown function {name}() in {text!r}" for name in unknown]
+        return None, [f"unknown function {name}() in {shown!r}" for name in unknown]
     return ast, []
 
 
+def _depth(ast: Any) -> int:
+    """How deeply `ast` nests, literal values included; iterative, so any depth is safe."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(ast, 1)]
+    while pending:
+        node, level = pending.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_EXPRESSION_DEPTH:
+            break
+        if isinstance(node, dict):
+            pending.extend((child, level + 1) for child in node.values()
+                           if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            pending.extend((child, level + 1) for child in node if isinstance(child, dict | list))
+    return deepest
+
+
+def _placeholders(text: str) -> tuple[list[str], list[str], list[str]]:
+    """Literal pieces, placeholder expressions, and problems. A linear scan: a regular
+    expression with a lazy group backtracks quadratically on many unclosed `{{`."""
+    literals, expressions, problems = [], [], []
+    position = 0
+    while (start := text.find("{{", position)) >= 0:
+        end = text.find("}}", start + 2)
+        if end < 0:
+            problems.append(f"'{{{{' at position {start + 1} is never closed with '}}}}'")
+            break
+        literals.append(text[position:start])
+        expressions.append(text[start + 2:end])
+        position = end + 2
+    literals.append(text[position:])
+    return literals, expressions, problems
+
+
 def compile_template(text: str, known_functions: set[str]) -> tuple[Template | None, list[str]]:
-    pieces = _PLACEHOLDER.split(text)
+    pieces, placeholders, problems = _placeholders(text)
+    if problems:
+        return None, problems
     # Reasons are one line, whatever the YAML block style they were written in.
-    literals = [re.sub(r"\s+", " ", literal) for literal in pieces[0::2]]
+    literals = [re.sub(r"\s+", " ", literal) for literal in pieces]
     literals[0], literals[-1] = literals[0].lstrip(), literals[-1].rstrip()
-    expressions, problems = [], []
-    for expression in pieces[1::2]:
+    expressions = []
+    for expression in placeholders:
         ast, found = compile_expression(expression.strip(), known_functions)
         problems.extend(found)
         expressions.append(ast)
@@ -288,8 +336,10 @@ def compile_template(text: str, known_functions: set[str]) -> tuple[Template | N
 
 
 def _function_calls(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        if node.get("type") == "function_expression":
-            yield node["value"]
-        for child in node.get("children", []):
-            yield from _function_calls(child)
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if item.get("type") == "function_expression":
+                yield item["value"]
+            pending.extend(item.get("children", []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -136,8 +137,11 @@ def _json_files(directory: str, problems: list[Problem]) -> list[tuple[str, str]
 
 
 def _assemble(document: dict[str, Any]) -> World:
-    def when(record: dict[str, Any], key: str) -> tuple[datetime, str]:
-        return parse_time(record[key]), str(record.get("id", ""))
+    def when(record: dict[str, Any], key: str) -> tuple[datetime, str, str]:
+        # Ties (an observer repeating an id) are broken by the whole record, so that the order
+        # records were listed in never changes the result.
+        return (parse_time(record[key]), str(record.get("id", "")),
+                json.dumps(record, sort_keys=True, default=str))
 
     return World(
         observed_at=parse_time(document["observed_at"]),
