@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
+from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import YamlDocument, load_yaml
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -49,6 +50,9 @@ def load_inventory(root: Path) -> Inventory:
     except OSError as error:
         raise InputError([Problem(str(root), message=f"cannot be listed: {error.strerror}")]
                          ) from None
+    limits = current()
+    if len(entries) > limits.nodes:
+        raise too_many(str(root), "nodes", len(entries), limits.nodes, VARIABLES["nodes"])
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
@@ -75,6 +79,9 @@ def load_inventory(root: Path) -> Inventory:
     raise_if(problems)
 
     inventory = _assemble(documents)
+    if len(inventory.services) > limits.services:
+        raise too_many(str(root), "services", len(inventory.services), limits.services,
+                       VARIABLES["services"])
     problems.extend(_check_dependencies(inventory, documents))
     raise_if(problems)
     return inventory

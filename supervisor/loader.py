@@ -23,9 +23,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from supervisor.errors import InputError, Problem, dotted
-
-MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_DEPTH = 100
+from supervisor.limits import VARIABLES, Limits, current
 
 _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = SafeConstructor()
@@ -36,13 +34,15 @@ Path_ = tuple[str | int, ...]
 Position = tuple[int, int]
 
 
-def read_text(path: Path | str, display: str | None = None, *, follow: bool = True) -> str:
+def read_text(path: Path | str, display: str | None = None, *, follow: bool = True,
+              limits: Limits | None = None) -> str:
     """The file's text, or an `InputError` saying why it cannot be had.
 
     One open, one fstat, one read: the world can hold a hundred thousand files. With
     `follow=False` a symlink is refused, for files found inside the inventory or the world.
     """
     shown = display or str(path)
+    most = (limits or current()).file_bytes
     # O_NONBLOCK: opening a FIFO planted where a file should be must not wait for a writer.
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
@@ -59,14 +59,14 @@ def read_text(path: Path | str, display: str | None = None, *, follow: bool = Tr
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
             raise InputError([Problem(shown, message="is not a regular file")])
-        if status.st_size > MAX_FILE_BYTES:
-            raise InputError([Problem(
-                shown, message=f"is {status.st_size} bytes; the limit is {MAX_FILE_BYTES}")])
+        if status.st_size > most:
+            raise InputError([Problem(shown, message=f"is {status.st_size} bytes; the limit is "
+                                      f"{most} ({VARIABLES['file_bytes']})")])
         chunks = []
         while chunk := os.read(descriptor, max(status.st_size + 1, 1 << 16)):
             chunks.append(chunk)
-            if sum(map(len, chunks)) > MAX_FILE_BYTES:  # grew while being read
-                raise InputError([Problem(shown, message=f"is over {MAX_FILE_BYTES} bytes")])
+            if sum(map(len, chunks)) > most:  # grew while being read
+                raise InputError([Problem(shown, message=f"is over {most} bytes")])
     except OSError as error:
         raise InputError([Problem(shown, message=f"cannot be read: {error.strerror}")]) from None
     finally:
@@ -87,7 +87,8 @@ class YamlDocument:
     def __init__(self, text: str, display: str) -> None:
         self.text = text
         self.display = display
-        self.value: Any = _build(text, display, record=False)[0]
+        self.limits = current()
+        self.value: Any = _build(text, display, self.limits, record=False)[0]
         self._positions: dict[Path_, Position] | None = None
         self._key_positions: dict[Path_, Position] = {}
 
@@ -97,7 +98,8 @@ class YamlDocument:
         Falls back to the nearest enclosing value when `path` itself is not in the file.
         """
         if self._positions is None:
-            _, self._positions, self._key_positions = _build(self.text, self.display, record=True)
+            _, self._positions, self._key_positions = _build(
+                self.text, self.display, self.limits, record=True)
         if key and path in self._key_positions:
             return self._key_positions[path]
         while path not in self._positions and path:
@@ -115,12 +117,14 @@ def load_yaml(path: Path | str, display: str | None = None, *, follow: bool = Tr
     return YamlDocument(read_text(path, shown, follow=follow), shown)
 
 
-def load_json(path: Path | str, display: str | None = None, *, follow: bool = True) -> Any:
+def load_json(path: Path | str, display: str | None = None, *, follow: bool = True,
+              limits: Limits | None = None) -> Any:
     shown = display or str(path)
-    return parse_json(read_text(path, shown, follow=follow), shown)
+    limits = limits or current()
+    return parse_json(read_text(path, shown, follow=follow, limits=limits), shown, limits)
 
 
-def parse_json(text: str, display: str) -> Any:
+def parse_json(text: str, display: str, limits: Limits | None = None) -> Any:
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as error:
@@ -135,7 +139,25 @@ def parse_json(text: str, display: str) -> Any:
     # not be printed or written out again. Rare, so only looked for when an escape is there.
     if "\\ud" in text or "\\uD" in text:
         _reject_lone_surrogates(value, display)
+    longest = (limits or current()).string_chars
+    if len(text) > longest:  # no string can be longer than its file: most files need no look
+        _reject_long_strings(value, display, longest)
     return value
+
+
+def _reject_long_strings(value: Any, display: str, longest: int) -> None:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and len(item) > longest:
+            raise InputError([Problem(display, message=f"holds a string of {len(item)} "
+                                      f"characters; the limit is {longest} "
+                                      f"({VARIABLES['string_chars']})")])
 
 
 def _reject_constant(name: str) -> Any:
@@ -167,7 +189,7 @@ def _reject_lone_surrogates(value: Any, display: str) -> None:
 
 
 def _build(
-    text: str, display: str, *, record: bool
+    text: str, display: str, limits: Limits, *, record: bool
 ) -> tuple[Any, dict[Path_, Position], dict[Path_, Position]]:
     loader = _YamlLoader(text)
     try:
@@ -183,7 +205,7 @@ def _build(
         loader.dispose()
     if root is None:
         raise InputError([Problem(display, 1, 1, message="is empty")])
-    builder = _Builder(display, budget=2 * len(text) + 100_000, record=record)
+    builder = _Builder(display, limits, budget=2 * len(text) + 100_000, record=record)
     value = builder.build(root, ())
     if builder.problems:
         raise InputError(builder.problems)
@@ -193,8 +215,9 @@ def _build(
 class _Builder:
     """Turns composed YAML nodes into plain JSON-like values."""
 
-    def __init__(self, display: str, *, budget: int, record: bool) -> None:
+    def __init__(self, display: str, limits: Limits, *, budget: int, record: bool) -> None:
         self.display = display
+        self.limits = limits
         self.budget = budget
         self.depth = 0
         self.record = record
@@ -217,10 +240,11 @@ class _Builder:
             )
         self.depth += 1  # not len(path): merge keys nest without lengthening the path
         try:
-            if self.depth > MAX_DEPTH:
+            if self.depth > self.limits.depth:
                 raise InputError(
                     [Problem(self.display, node.start_mark.line + 1, node.start_mark.column + 1,
-                             message=f"nested more than {MAX_DEPTH} levels deep")]
+                             message=f"nested more than {self.limits.depth} levels deep "
+                             f"({VARIABLES['depth']})")]
                 )
             if self.record:
                 self.positions.setdefault(
@@ -238,6 +262,10 @@ class _Builder:
 
     def scalar(self, node: ScalarNode, path: Path_) -> Any:
         tag = node.tag
+        if len(node.value) > self.limits.string_chars:
+            self.fail(node, path, f"a string of {len(node.value)} characters; the limit is "
+                      f"{self.limits.string_chars} ({VARIABLES['string_chars']})")
+            return None
         if tag == _TAG + "str" or tag == _TAG + "timestamp":
             # Timestamps stay text: JSON Schema checks them, and the engine parses them once.
             return node.value

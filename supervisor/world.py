@@ -13,6 +13,7 @@ from supervisor import schemas
 from supervisor.clock import parse_time
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.inventory import NAME
+from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import load_json, load_yaml
 from supervisor.schemas import JsonSource
 
@@ -57,6 +58,7 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
     problems: list[Problem] = []
     base = str(root)
     count = 0
+    limits = current()
 
     def record(path: str, definition: str) -> Any:
         nonlocal count
@@ -64,7 +66,7 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
         if progress is not None and count % 1000 == 0:
             progress(count)
         try:
-            value = load_json(path, follow=False)
+            value = load_json(path, follow=False, limits=limits)
         except InputError as error:
             problems.extend(error.problems)
             return None
@@ -88,9 +90,19 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
     for stem, path in _json_files(os.path.join(base, "nodes"), problems):
         if named(stem, path, "node") and (value := record(path, "node")) is not None:
             document["nodes"][stem] = value
-    for node, node_path in _entries(os.path.join(base, "services"), problems, directories=True):
+    nodes = _entries(os.path.join(base, "services"), problems, directories=True)
+    if len(nodes) > limits.nodes:
+        raise too_many(os.path.join(base, "services"), "nodes", len(nodes), limits.nodes,
+                       VARIABLES["nodes"])
+    services = 0
+    for node, node_path in nodes:
         node_ok = named(node, node_path, "node")
-        for stem, path in _json_files(node_path, problems):
+        files = _json_files(node_path, problems)
+        services += len(files)
+        if services > limits.services:
+            raise too_many(os.path.join(base, "services"), "services", services,
+                           limits.services, VARIABLES["services"])
+        for stem, path in files:
             if (named(stem, path, "service") and node_ok
                     and (value := record(path, "service")) is not None):
                 document["services"][f"{node}/{stem}"] = value

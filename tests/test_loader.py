@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 from supervisor.errors import InputError
-from supervisor.loader import MAX_DEPTH, load_json, load_yaml
+from supervisor.limits import Limits
+from supervisor.loader import load_json, load_yaml
+
+MAX_DEPTH = Limits().depth
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "file.yaml") -> Path:

@@ -1,0 +1,53 @@
+"""Limits on what one evaluation will read, so that no input can make time or memory explode.
+
+Each can be changed by an environment variable; the defaults leave room for ten times the
+largest fleet the benchmarks measure (100,000 services).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from supervisor.errors import InputError, Problem
+
+
+class Limits(NamedTuple):
+    file_bytes: int = 64 * 1024 * 1024  # one inventory, world or rule file
+    depth: int = 100  # nesting of a YAML document
+    string_chars: int = 1024 * 1024  # one string in any file
+    nodes: int = 10_000  # in the inventory, or in the world
+    services: int = 1_000_000  # in the inventory, or in the world
+
+
+VARIABLES = {
+    "file_bytes": "SUPERVISOR_MAX_FILE_BYTES",
+    "depth": "SUPERVISOR_MAX_DEPTH",
+    "string_chars": "SUPERVISOR_MAX_STRING_CHARS",
+    "nodes": "SUPERVISOR_MAX_NODES",
+    "services": "SUPERVISOR_MAX_SERVICES",
+}
+
+
+def current() -> Limits:
+    """The limits in force: the defaults, or the environment's."""
+    values = Limits()._asdict()
+    problems = []
+    for name, variable in VARIABLES.items():
+        text = os.environ.get(variable)
+        if text is None or text == "":
+            continue
+        try:
+            values[name] = int(text)
+            if values[name] < 1:
+                raise ValueError
+        except ValueError:
+            problems.append(Problem(variable, message=f"{text!r} is not a positive whole number"))
+    if problems:
+        raise InputError(problems)
+    return Limits(**values)
+
+
+def too_many(where: str, what: str, count: int, limit: int, variable: str) -> InputError:
+    return InputError([Problem(where, message=f"holds more than {limit} {what} ({count}); "
+                               f"raise {variable} if that is right")])
