@@ -62,11 +62,13 @@ def read_text(path: Path | str, display: str | None = None, *, follow: bool = Tr
         if status.st_size > most:
             raise InputError([Problem(shown, message=f"is {status.st_size} bytes; the limit is "
                                       f"{most} ({VARIABLES['file_bytes']})")])
-        chunks = []
-        while chunk := os.read(descriptor, max(status.st_size + 1, 1 << 16)):
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > most:  # grew while being read
+        # One read of one byte more than fstat said: a short read means the end, so the usual
+        # file takes a single read call; a file that grew meanwhile is read to its end.
+        chunks = [os.read(descriptor, status.st_size + 1)]
+        while len(chunks[-1]) > 0 and sum(map(len, chunks)) > status.st_size:
+            if sum(map(len, chunks)) > most:
                 raise InputError([Problem(shown, message=f"is over {most} bytes")])
+            chunks.append(os.read(descriptor, 1 << 16))
     except OSError as error:
         raise InputError([Problem(shown, message=f"cannot be read: {error.strerror}")]) from None
     finally:
