@@ -80,28 +80,33 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
 
 def digest(inputs: Inputs) -> str:
     """A hash of every file the inputs can read, and of the options: equal digests mean a run
-    would see byte-identical inputs (and may skip evaluating them again)."""
+    would see byte-identical inputs (and may skip evaluating them again). Paths stay strings:
+    this runs every minute over up to a hundred thousand files."""
     hasher = hashlib.sha256(repr(
         (inputs.now, inputs.max_age, [str(source) for source in inputs.rule_sources()])).encode())
     for root in (inputs.inventory, inputs.world, *inputs.rule_sources()):
-        hasher.update(f"\0root {root}\0".encode())
-        for path in _files(root):
+        base = str(root)
+        hasher.update(f"\0root {base}\0".encode())
+        for relative, path in _files(base):
             try:
-                data = path.read_bytes()
+                with open(path, "rb", buffering=0) as handle:
+                    data = handle.read()
             except OSError:
                 data = b"\0unreadable"
-            hasher.update(f"\0{path.relative_to(root)}\0{len(data)}\0".encode())
+            hasher.update(f"\0{relative}\0{len(data)}\0".encode())
             hasher.update(data)
     return hasher.hexdigest()
 
 
-def _files(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    found: list[Path] = []
-    for directory, subdirectories, names in os.walk(root):
+def _files(base: str) -> list[tuple[str, str]]:
+    """(path relative to `base`, path) of every file under `base`, in a stable order."""
+    if os.path.isfile(base):
+        return [("", base)]
+    found: list[tuple[str, str]] = []
+    for directory, subdirectories, names in os.walk(base):
         subdirectories.sort()
-        found.extend(Path(directory) / name for name in sorted(names))
+        prefix = directory[len(base):]
+        found.extend((f"{prefix}/{name}", os.path.join(directory, name)) for name in sorted(names))
     return found
 
 
