@@ -7,6 +7,7 @@ and `--version` stay fast.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import time
@@ -425,7 +426,7 @@ def run_command(
 
     if once and (interval is not None or watch_changes):
         raise InputError([Problem("--once", message="excludes --interval and --watch")])
-    if interval is not None and interval <= 0:
+    if interval is not None and not 0 < interval < math.inf:
         raise InputError([Problem("--interval", message="must be a positive number of seconds")])
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
     env = os.environ

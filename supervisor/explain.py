@@ -81,11 +81,22 @@ class Explanation:
 
 
 def resolve(state: State, text: str) -> Subject:
-    """`node/service`, a node name, a bare service name, or `world`."""
-    if text == "world":
-        return WORLD
+    """`node/service`, a node name, a bare service name, or `world`; a `service:`, `node:` or
+    `world:` prefix says which kind is meant when names collide."""
     services = {subject.id for subject in state.subjects["service"]}
     nodes = {subject.id for subject in state.subjects["node"]}
+    kind, _, name = text.partition(":") if ":" in text else ("", "", text)
+    if kind == "world" and name in ("", "world"):
+        return WORLD
+    if kind in ("service", "node") and name in (services if kind == "service" else nodes):
+        return Subject(kind, name)
+    if kind:
+        text = name  # an unknown kind or name: say so below, with suggestions
+    elif text == "world":
+        if "world" in nodes:
+            raise InputError([Problem(message="'world' is ambiguous: the world snapshot "
+                                      "('world:'), or the node ('node:world')")])
+        return WORLD
     if "/" in text:
         if text in services:
             return Subject("service", text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import math
 import os
 from collections.abc import Container
 from datetime import datetime
@@ -54,8 +55,8 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
             now = parse_time(inputs.now)
         except ValueError as error:
             problems.append(Problem("--now", message=str(error)))
-    if inputs.max_age is not None and inputs.max_age < 0:
-        problems.append(Problem("--max-age", message="must not be negative"))
+    if inputs.max_age is not None and not 0 <= inputs.max_age < math.inf:
+        problems.append(Problem("--max-age", message="must be a number of seconds, 0 or more"))
 
     inventory: Inventory | None = None
     world: World | None = None

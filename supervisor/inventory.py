@@ -54,7 +54,14 @@ def load_inventory(root: Path) -> Inventory:
     if len(entries) > limits.nodes:
         raise too_many(str(root), "nodes", len(entries), limits.nodes, VARIABLES["nodes"])
     for entry in entries:
-        if entry.name.startswith(".") or not entry.is_dir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            # A link could point anywhere, and what it points to would be read and quoted.
+            problems.append(Problem(str(entry), message="is a symlink; links inside the "
+                                    "inventory and the world are not followed"))
+            continue
+        if not entry.is_dir():
             continue
         display = str(entry / SERVICES_FILE)
         if not NAME.fullmatch(entry.name):
@@ -62,7 +69,7 @@ def load_inventory(root: Path) -> Inventory:
                                     "(lowercase letters, digits, '_', '.', '-'; at most 63)"))
             continue
         try:
-            document = load_yaml(entry / SERVICES_FILE, display)
+            document = load_yaml(entry / SERVICES_FILE, display, follow=False)
         except InputError as error:
             problems.extend(error.problems)
             continue

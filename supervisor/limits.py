@@ -13,7 +13,10 @@ from supervisor.errors import InputError, Problem
 
 
 class Limits(NamedTuple):
-    file_bytes: int = 64 * 1024 * 1024  # one inventory, world or rule file
+    file_bytes: int = 64 * 1024 * 1024  # one JSON file of the world
+    # One YAML file: parsing YAML costs about 2 s and 150 MB of memory per MB, so its limit is
+    # lower. A node's services.yaml of 100 services is about 8 KB.
+    yaml_bytes: int = 8 * 1024 * 1024
     depth: int = 100  # nesting of a YAML document
     string_chars: int = 1024 * 1024  # one string in any file
     nodes: int = 10_000  # in the inventory, or in the world
@@ -22,6 +25,7 @@ class Limits(NamedTuple):
 
 VARIABLES = {
     "file_bytes": "SUPERVISOR_MAX_FILE_BYTES",
+    "yaml_bytes": "SUPERVISOR_MAX_YAML_BYTES",
     "depth": "SUPERVISOR_MAX_DEPTH",
     "string_chars": "SUPERVISOR_MAX_STRING_CHARS",
     "nodes": "SUPERVISOR_MAX_NODES",

@@ -35,14 +35,16 @@ Position = tuple[int, int]
 
 
 def read_text(path: Path | str, display: str | None = None, *, follow: bool = True,
-              limits: Limits | None = None) -> str:
+              limits: Limits | None = None, yaml: bool = False) -> str:
     """The file's text, or an `InputError` saying why it cannot be had.
 
     One open, one fstat, one read: the world can hold a hundred thousand files. With
     `follow=False` a symlink is refused, for files found inside the inventory or the world.
     """
     shown = display or str(path)
-    most = (limits or current()).file_bytes
+    limits = limits or current()
+    most, variable = ((limits.yaml_bytes, "yaml_bytes") if yaml
+                      else (limits.file_bytes, "file_bytes"))
     # O_NONBLOCK: opening a FIFO planted where a file should be must not wait for a writer.
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
@@ -61,7 +63,7 @@ def read_text(path: Path | str, display: str | None = None, *, follow: bool = Tr
             raise InputError([Problem(shown, message="is not a regular file")])
         if status.st_size > most:
             raise InputError([Problem(shown, message=f"is {status.st_size} bytes; the limit is "
-                                      f"{most} ({VARIABLES['file_bytes']})")])
+                                      f"{most} ({VARIABLES[variable]})")])
         # One read of one byte more than fstat said: a short read means the end, so the usual
         # file takes a single read call; a file that grew meanwhile is read to its end.
         chunks = [os.read(descriptor, status.st_size + 1)]
@@ -116,7 +118,7 @@ class YamlDocument:
 def load_yaml(path: Path | str, display: str | None = None, *, follow: bool = True
               ) -> YamlDocument:
     shown = display or str(path)
-    return YamlDocument(read_text(path, shown, follow=follow), shown)
+    return YamlDocument(read_text(path, shown, follow=follow, yaml=True), shown)
 
 
 def load_json(path: Path | str, display: str | None = None, *, follow: bool = True,
@@ -141,10 +143,26 @@ def parse_json(text: str, display: str, limits: Limits | None = None) -> Any:
     # not be printed or written out again. Rare, so only looked for when an escape is there.
     if "\\ud" in text or "\\uD" in text:
         _reject_lone_surrogates(value, display)
-    longest = (limits or current()).string_chars
-    if len(text) > longest:  # no string can be longer than its file: most files need no look
-        _reject_long_strings(value, display, longest)
+    limits = limits or current()
+    if len(text) > limits.string_chars:  # no string is longer than its file: most need no look
+        _reject_long_strings(value, display, limits.string_chars)
+    if text.count("[") + text.count("{") > limits.depth:  # only then can it nest that deep
+        _reject_deep_nesting(value, display, limits.depth)
     return value
+
+
+def _reject_deep_nesting(value: Any, display: str, deepest: int) -> None:
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if level > deepest:
+            raise InputError([Problem(display, message=f"nested more than {deepest} levels deep "
+                                      f"({VARIABLES['depth']})")])
+        if isinstance(item, dict):
+            pending.extend((child, level + 1) for child in item.values()
+                           if isinstance(child, dict | list))
+        elif isinstance(item, list):
+            pending.extend((child, level + 1) for child in item if isinstance(child, dict | list))
 
 
 def _reject_long_strings(value: Any, display: str, longest: int) -> None:

@@ -114,6 +114,9 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
     return document
 
 
+_SYMLINK = "is a symlink; links inside the inventory and the world are not followed"
+
+
 def _entries(directory: str, problems: list[Problem], *, directories: bool
              ) -> list[tuple[str, str]]:
     """(name, path) of the visible files, or directories, in `directory`, sorted by name.
@@ -121,6 +124,9 @@ def _entries(directory: str, problems: list[Problem], *, directories: bool
     Hidden entries are the observer's temporaries. Symlinks are reported and not followed:
     the snapshot is what the observer wrote here, and a link could point anywhere.
     """
+    if os.path.islink(directory):
+        problems.append(Problem(directory, message=_SYMLINK))
+        return []
     try:
         scanner = os.scandir(directory)
     except (FileNotFoundError, NotADirectoryError):
@@ -134,10 +140,11 @@ def _entries(directory: str, problems: list[Problem], *, directories: bool
             if entry.name.startswith("."):
                 continue
             if entry.is_symlink():
-                problems.append(Problem(entry.path, message="is a symlink; links inside the "
-                                        "inventory and the world are not followed"))
+                problems.append(Problem(entry.path, message=_SYMLINK))
             elif entry.is_dir(follow_symlinks=False) == directories:
                 found.append((entry.name, entry.path))
+            elif not directories and entry.name.endswith(".json"):
+                problems.append(Problem(entry.path, message="is a directory, not a record"))
     found.sort()
     return found
 

@@ -180,3 +180,10 @@ def test_bad_rule_file_names_file_and_rule(cli: CliRunner, tmp_path: Path) -> No
     result = cli.invoke(app, ["eval", str(HOMELAB), "--rules", str(tmp_path)])
     assert result.exit_code == 2
     assert f"{tmp_path}/rules.yaml:5:10: rules[0].event: rule 'nope': " in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5"])
+def test_max_age_must_be_a_real_number_of_seconds(cli: CliRunner, value: str) -> None:
+    result = cli.invoke(app, ["eval", str(HOMELAB), "--max-age", value])
+    assert result.exit_code == 2
+    assert "--max-age: must be a number of seconds, 0 or more" in result.stderr

@@ -206,3 +206,18 @@ def test_cli_json_context_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     unknown = runner.invoke(app, ["explain", "sonar", str(HOMELAB)])
     assert unknown.exit_code == 2
     assert "no subject 'sonar'" in unknown.stderr
+
+
+def test_kind_prefixes_tell_colliding_names_apart(scenario: ScenarioFactory) -> None:
+    root = scenario({"world": "services:\n  web: {}\n", "web": "services:\n  db: {}\n"},
+                    services={"world/web": ok(), "web/db": ok()})
+    loaded = load(Inputs(inventory=root / "hosts", world=root / "world"))
+    with pytest.raises(InputError, match="'world' is ambiguous"):
+        resolve(loaded.state, "world")
+    assert resolve(loaded.state, "world:") == resolve(loaded.state, "world:world")
+    assert resolve(loaded.state, "world:").kind == "world"
+    assert resolve(loaded.state, "node:world").kind == "node"
+    assert resolve(loaded.state, "service:world/web").id == "world/web"
+    with pytest.raises(InputError, match="'web' is ambiguous: web \\(node\\), world/web"):
+        resolve(loaded.state, "web")
+    assert resolve(loaded.state, "node:web").kind == "node"

@@ -97,3 +97,21 @@ def test_hidden_directories_are_ignored(tmp_path: Path) -> None:
     root = hosts(tmp_path, {"n1": "services: {}\n"})
     (root / ".git").mkdir()
     assert list(load_inventory(root).nodes) == ["n1"]
+
+
+def test_symlinks_are_not_followed(tmp_path: Path) -> None:
+    import os
+
+    root = hosts(tmp_path, {"n1": "services: {}\n"})
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("services: {}\npassword: hunter2\n")
+    (root / "n2").mkdir()
+    os.symlink(secret, root / "n2" / "services.yaml")
+    os.symlink(tmp_path / "elsewhere", root / "n3")
+    found = problems(root)
+    assert found == [
+        (f"{root}/n2/services.yaml: is a symlink; links inside the inventory and the world "
+        "are not followed"),
+        f"{root}/n3: is a symlink; links inside the inventory and the world are not followed",
+    ]
+    assert not any("hunter2" in problem or "password" in problem for problem in found)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import OBSERVED_AT, ok, write_scenario
@@ -93,3 +94,30 @@ def test_progress_hears_every_thousand_records(tmp_path: Path) -> None:
     heard: list[int] = []
     load_world(root / "world", heard.append)
     assert heard == [1000, 2000]
+
+
+def test_a_directory_where_a_record_should_be_is_reported(tmp_path: Path) -> None:
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()})
+    (root / "world" / "nodes" / "n2.json").mkdir()
+    with pytest.raises(InputError, match=r"n2\.json: is a directory, not a record"):
+        load_world(root / "world")
+
+
+def test_a_symlinked_record_directory_is_not_followed(tmp_path: Path) -> None:
+    import os
+
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()})
+    os.rename(root / "world" / "nodes", tmp_path / "nodes-elsewhere")
+    os.symlink(tmp_path / "nodes-elsewhere", root / "world" / "nodes")
+    with pytest.raises(InputError, match="nodes: is a symlink"):
+        load_world(root / "world")
+
+
+def test_deeply_nested_records_are_refused(tmp_path: Path) -> None:
+    deep: Any = 1
+    for _ in range(150):
+        deep = [deep]
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={
+        "n1/a": {**ok(), "extra": deep}})
+    with pytest.raises(InputError, match="nested more than 100 levels deep"):
+        load_world(root / "world")
