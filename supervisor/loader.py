@@ -14,7 +14,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,15 @@ def _reject_deep_nesting(value: Any, display: str, deepest: int) -> None:
 
 
 def _reject_long_strings(value: Any, display: str, longest: int) -> None:
+    for text in _strings(value):
+        if len(text) > longest:
+            raise InputError([Problem(display, message=f"holds a string of {len(text)} "
+                                      f"characters; the limit is {longest} "
+                                      f"({VARIABLES['string_chars']})")])
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON value, keys included; iterative, so depth is no danger."""
     pending = [value]
     while pending:
         item = pending.pop()
@@ -174,10 +183,8 @@ def _reject_long_strings(value: Any, display: str, longest: int) -> None:
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
-        elif isinstance(item, str) and len(item) > longest:
-            raise InputError([Problem(display, message=f"holds a string of {len(item)} "
-                                      f"characters; the limit is {longest} "
-                                      f"({VARIABLES['string_chars']})")])
+        elif isinstance(item, str):
+            yield item
 
 
 def _reject_constant(name: str) -> Any:
@@ -192,20 +199,12 @@ def _finite_float(text: str) -> float:
 
 
 def _reject_lone_surrogates(value: Any, display: str) -> None:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InputError([Problem(display, message="invalid JSON: a \\u escape names "
-                                          "half of a surrogate pair, not a character")]) from None
+    for text in _strings(value):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError([Problem(display, message="invalid JSON: a \\u escape names "
+                                      "half of a surrogate pair, not a character")]) from None
 
 
 def _build(
