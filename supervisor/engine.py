@@ -142,7 +142,7 @@ def evaluate(
         for subjects in state.subjects.values()
         for subject in subjects
         if subject in trace
-    }
+    } if tracing else {}
     return Evaluation(
         now=state.now_text,
         summary=summarize(state, recommendations),
