@@ -30,12 +30,42 @@ class World(NamedTuple):
 Progress = Callable[[int], None]
 
 
+READ_ATTEMPTS = 3
+
+
 def load_world(path: Path, progress: Progress | None = None) -> World:
-    """Reads the snapshot; `progress` hears the number of records read, every thousand."""
+    """Reads the snapshot; `progress` hears the number of records read, every thousand.
+
+    The observer rewrites its directory while we may be reading it. It writes `world.json`
+    when a snapshot is complete, so a read during which `world.json` changed may mix two
+    snapshots: it is read again, and given up with an error after a few tries.
+    """
     if not path.exists():
         raise InputError([Problem(str(path), message="world snapshot does not exist")])
-    document = _read_directory(path, progress) if path.is_dir() else _read_file(path)
-    return _assemble(document)
+    if not path.is_dir():
+        return _assemble(_read_file(path))
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        before = _stamp(path)
+        try:
+            document = _read_directory(path, progress)
+        except InputError:
+            if _stamp(path) == before or attempt == READ_ATTEMPTS:
+                raise
+            continue  # a record vanished or was half-written by a snapshot in progress
+        if _stamp(path) == before:
+            return _assemble(document)
+    raise InputError([Problem(str(path / "world.json"), message=f"changed while the world was "
+                              f"read, {READ_ATTEMPTS} times; is the observer writing "
+                              "continuously?")])
+
+
+def _stamp(root: Path) -> tuple[int, int, int] | None:
+    """What changes when the observer replaces or rewrites world.json."""
+    try:
+        status = os.stat(root / "world.json", follow_symlinks=False)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def _read_file(path: Path) -> dict[str, Any]:

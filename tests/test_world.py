@@ -121,3 +121,48 @@ def test_deeply_nested_records_are_refused(tmp_path: Path) -> None:
         "n1/a": {**ok(), "extra": deep}})
     with pytest.raises(InputError, match="nested more than 100 levels deep"):
         load_world(root / "world")
+
+
+def test_a_snapshot_written_during_the_read_is_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import world as world_module
+
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()})
+    real = world_module._read_directory
+    reads: list[int] = []
+
+    def observer_finishes_a_snapshot_meanwhile(path: Path, progress: Any) -> Any:
+        document = real(path, progress)
+        reads.append(1)
+        if len(reads) == 1:
+            (path / "services" / "n1" / "a.json").write_text(json.dumps({"status": "failed"}))
+            (path / "world.json").write_text(json.dumps(
+                {"observed_at": "2026-11-26T10:01:00Z", "observer": {"name": "test"}}))
+        return document
+
+    monkeypatch.setattr(world_module, "_read_directory", observer_finishes_a_snapshot_meanwhile)
+    world = load_world(root / "world")
+    assert len(reads) == 2
+    assert world.services["n1/a"]["status"] == "failed"
+    assert world.observed_at.minute == 1
+
+
+def test_a_world_that_never_holds_still_is_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import world as world_module
+
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()})
+    real = world_module._read_directory
+    minute = iter(range(10, 60))
+
+    def observer_never_stops(path: Path, progress: Any) -> Any:
+        document = real(path, progress)
+        step = next(minute)
+        # Sizes differ from write to write: file times are too coarse to tell quick writes apart.
+        (path / "world.json").write_text(json.dumps(
+            {"observed_at": f"2026-11-26T10:{step}:00Z", "pad": "x" * step}))
+        return document
+
+    monkeypatch.setattr(world_module, "_read_directory", observer_never_stops)
+    with pytest.raises(InputError, match="changed while the world was read, 3 times"):
+        load_world(root / "world")
