@@ -115,3 +115,9 @@ def test_symlinks_are_not_followed(tmp_path: Path) -> None:
         f"{root}/n3: is a symlink; links inside the inventory and the world are not followed",
     ]
     assert not any("hunter2" in problem or "password" in problem for problem in found)
+
+
+def test_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
+    root = hosts(tmp_path, {"n1": "- web\n- db\n"})
+    assert problems(root) == [
+        f"{root}/n1/services.yaml:1:1: must be a mapping with a 'services' key"]
