@@ -165,26 +165,25 @@ def gather(
     )
 
 
-_PROGRESS_AFTER = 5000  # records: below this, loading is quick enough not to need it
+class _Progress:
+    """A count of world records on stderr while they load: on a terminal only, and only for
+    worlds large enough to take a while."""
 
+    AFTER = 5000  # records
 
-def _progress() -> Callable[[int], None] | None:
-    """A count of world records on stderr while they load, on a terminal only."""
-    if not sys.stderr.isatty():
-        return None
+    def __init__(self) -> None:
+        self.shown = False
 
-    def show(count: int) -> None:
-        if count >= _PROGRESS_AFTER:
+    def __call__(self, count: int) -> None:
+        if count >= self.AFTER:
             sys.stderr.write(f"\rreading the world: {count} records")
             sys.stderr.flush()
+            self.shown = True
 
-    return show
-
-
-def _progress_done() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")  # clear the progress line
-        sys.stderr.flush()
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")  # clear the progress line
+            sys.stderr.flush()
 
 
 def _error_metrics(path: Path | None, error: SupervisorError, started: float) -> None:
@@ -235,23 +234,20 @@ def eval_command(
 
     started = time.monotonic()
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    progress = _Progress()
     try:
-        loaded, evaluation = evaluate_inputs(inputs, progress=_progress())
+        loaded, evaluation = evaluate_inputs(
+            inputs, progress=progress if sys.stderr.isatty() else None)
     except SupervisorError as error:
         _error_metrics(metrics_file, error, started)
         raise
     finally:
-        _progress_done()
+        progress.done()
     if metrics_file is not None:
-        from supervisor.clock import parse_time
         from supervisor.metrics import Snapshot, write_metrics
 
-        age = (parse_time(evaluation.now) - loaded.state.world.observed_at).total_seconds()
-        write_metrics(metrics_file, Snapshot(
-            summary=evaluation.summary, world_age_seconds=age, finished_at=time.time(),
-            duration_seconds=time.monotonic() - started,
-            recommendations=[(r.event, r.condition, r.action)
-                             for r in evaluation.recommendations]))
+        write_metrics(metrics_file, Snapshot.of(evaluation, loaded.state.world.observed_at,
+                                                time.monotonic() - started))
     if not quiet and output is Format.json:
         sys.stdout.write(to_json(evaluation.to_json()))
     elif not quiet:

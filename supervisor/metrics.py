@@ -6,10 +6,14 @@ and renames it, so the collector never reads half a file.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+from supervisor.clock import parse_time
+from supervisor.engine import Evaluation
 from supervisor.errors import Problem
 from supervisor.registry import SUMMARY_STATES
 from supervisor.safefile import UnsafeFileError
@@ -25,6 +29,14 @@ class Snapshot:
     finished_at: float = 0.0  # Unix time
     duration_seconds: float = 0.0
     input_problems: int = 0
+
+    @classmethod
+    def of(cls, evaluation: Evaluation, observed_at: datetime, duration: float) -> Snapshot:
+        return cls(
+            summary=evaluation.summary,
+            recommendations=[(r.event, r.condition, r.action) for r in evaluation.recommendations],
+            world_age_seconds=(parse_time(evaluation.now) - observed_at).total_seconds(),
+            finished_at=time.time(), duration_seconds=duration)
 
 
 def write_metrics(path: Path, snapshot: Snapshot) -> None:
