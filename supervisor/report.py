@@ -101,7 +101,7 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
         lines.append("  no recommendations")
     for r in explanation.recommendations:
         lines.append(f"  {paint(_EVENT_LABELS[r.event], r.event)}  {r.action}  {r.reason}")
-        lines.append(paint(f"    rule {r.rule}, condition {r.condition}, severity {r.severity}, "
+        lines.append(paint(f"    rule {r.rule} ({r.condition}), {r.severity}, "
                            f"fingerprint {r.fingerprint}", "dim"))
 
     if explanation.comparison:
@@ -145,25 +145,32 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
     return "\n".join(lines) + "\n"
 
 
+_WIDTH = 100  # columns the explain tree aims to fit
+
+
+def _fit(expression: str, prefix: str, rest: str) -> str:
+    """The expression, cut to fit the line: it names the clause here; the rule file and
+    --format json have it whole."""
+    room = max(24, _WIDTH - len(prefix) - len(rest))
+    return expression if len(expression) <= room else expression[: room - 1] + "…"
+
+
 def _clause_lines(clause: Clause, indent: str, last: bool, lines: list[str]) -> None:
     from supervisor.clauses import show
 
     branch = "└─ " if last else "├─ "
+    prefix = f"{indent}{branch}"
     if not clause.evaluated:
-        name = clause.text if len(clause.text) <= 64 else clause.text[:63] + "…"
-        lines.append(f"{indent}{branch}{name}  (not evaluated)")
+        lines.append(f"{prefix}{_fit(clause.text, prefix, '  (not evaluated)')}  (not evaluated)")
         return
-    # The full expression is in the rule file and in --format json; here it names the clause.
-    name = clause.text if len(clause.text) <= 64 else clause.text[:63] + "…"
     if clause.kind in _OPERATOR_LABELS:
-        text = f"{_OPERATOR_LABELS[clause.kind]} -> {show(clause.value)}"
+        lines.append(f"{prefix}{_OPERATOR_LABELS[clause.kind]} -> {show(clause.value)}")
     elif clause.kind == "call":
-        text = f"{clause.detail} = {show(clause.value)}"
-    elif clause.kind == "compare":
-        text = f"{name} -> {clause.detail} -> {show(clause.value)}"
+        lines.append(f"{prefix}{clause.detail} = {show(clause.value)}")
     else:
-        text = f"{name} -> {show(clause.value)}"
-    lines.append(f"{indent}{branch}{text}")
+        rest = (f" -> {clause.detail}" if clause.kind == "compare" else "") + \
+            f" -> {show(clause.value)}"
+        lines.append(f"{prefix}{_fit(clause.text, prefix, rest)}{rest}")
     child_indent = indent + ("   " if last else "│  ")
     for index, child in enumerate(clause.clauses):
         _clause_lines(child, child_indent, index == len(clause.clauses) - 1, lines)

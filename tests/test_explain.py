@@ -201,7 +201,7 @@ def test_cli_json_context_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     table = runner.invoke(app, ["explain", "sonarr", str(HOMELAB)])
     assert "├─ fired          service-unhealthy  -> reconcile_required redeploy" in table.stdout
     assert "service.actual.status != 'ok' -> 'failed' != 'ok' -> true" in table.stdout
-    assert max(len(line) for line in table.stdout.splitlines()) <= 110
+    assert max(len(line) for line in table.stdout.splitlines()) <= 100
 
     unknown = runner.invoke(app, ["explain", "sonar", str(HOMELAB)])
     assert unknown.exit_code == 2
