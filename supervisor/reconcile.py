@@ -242,7 +242,8 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
         return path not in ignored_names and not os.path.basename(path).startswith(".")
 
     cycle()
-    for _ in changes_under(*watched, watch_filter=relevant, debounce=3000, step=300,
+    # A burst ends after 1.5 s without a change (or after 30 s of changes, whichever first).
+    for _ in changes_under(*watched, watch_filter=relevant, debounce=30_000, step=1500,
                            rust_timeout=int(heartbeat * 1000), yield_on_timeout=True,
                            stop_event=stopper.event, raise_interrupt=False):
         if stopper.stopping:
