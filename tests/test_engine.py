@@ -249,3 +249,12 @@ def test_compiled_matchers_give_byte_identical_output(tmp_path: Path) -> None:
             fast = to_json(evaluate(loaded.state, loaded.rules).to_json())
             slow = to_json(evaluate(loaded.state, loaded.rules, reference=True).to_json())
             assert fast == slow, (directory.name, now)
+
+
+def test_deployments_of_an_undeclared_service_recommend_nothing(scenario: ScenarioFactory) -> None:
+    """Redeploying or diagnosing a service no node declares is not the inventory's business;
+    if it runs, it is reported as unmanaged instead."""
+    root = scenario({"n1": "services:\n  app: {}\n"}, services={"n1/app": ok()},
+                    deployments=[deployment(i, "failed", 6 + i, service="n1/ghost")
+                                 for i in range(3)])
+    assert keys(evaluate_dir(root)) == set()
