@@ -53,8 +53,8 @@ class FailOn(StrEnum):
 ScenarioArg = Annotated[
     Path | None,
     typer.Argument(
+        metavar="[SCENARIO_DIR]", show_default=False,
         help="A scenario directory: shorthand for --inventory DIR/hosts --world DIR/world.",
-        show_default=False,
     ),
 ]
 InventoryOpt = Annotated[
@@ -227,7 +227,7 @@ def eval_command(
     metrics_file: MetricsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Evaluate the rules and print the recommendations and the summary state."""
+    """Print the recommendations and the summary state."""
     from supervisor.engine import reached
     from supervisor.inputs import evaluate_inputs
     from supervisor.report import render_table, to_json, use_colour
@@ -260,7 +260,8 @@ def eval_command(
 @reporting_errors
 def explain_command(
     subject: Annotated[
-        str, typer.Argument(help="<node>/<service>, a service name, a node name, or 'world'.")
+        str, typer.Argument(metavar="SUBJECT", help="<node>/<service>, a service name, a node "
+                            "name, or 'world' (node:, service:, world: tell them apart).")
     ],
     scenario: ScenarioArg = None,
     inventory: InventoryOpt = None,
@@ -274,7 +275,7 @@ def explain_command(
         bool, typer.Option("--context", help="Print the document the matchers see, as JSON."),
     ] = False,
 ) -> None:
-    """Show why each rule fired, did not match, or was overruled on one subject."""
+    """Show why each rule fired, did not match, or was overruled."""
     from supervisor.engine import evaluate
     from supervisor.explain import explain, resolve
     from supervisor.inputs import load
@@ -309,7 +310,7 @@ def validate_command(
                      "or non-numeric params, rules that can never fire."),
     ] = False,
 ) -> None:
-    """Check the inventory, the world and the rules; report every problem (exit 2) or none."""
+    """Check inventory, world and rules; report every problem."""
     from supervisor.errors import RuleError
     from supervisor.inputs import evaluate_inputs
 
@@ -357,7 +358,7 @@ def test_command(
                      "expect.yaml (showing the diff)."),
     ] = False,
 ) -> None:
-    """Run scenario directories (hosts/, world/, expect.yaml) and compare with expectations."""
+    """Run scenarios (hosts/, world/, expect.yaml) and compare."""
     from supervisor import testrun
 
     if rules is None and os.environ.get("SUPERVISOR_RULES"):
@@ -416,7 +417,7 @@ def run_command(
     metrics_file: MetricsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Evaluate against the wall clock and append what changed to the event log."""
+    """Evaluate now; append what changed to the event log."""
     from supervisor.errors import InputError, Problem
     from supervisor.reconcile import Paths, RunReport, Stopper, loop, run_once, watch
 
