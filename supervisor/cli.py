@@ -336,8 +336,8 @@ def validate_command(
 def test_command(
     scenarios: Annotated[
         list[Path] | None,
-        typer.Argument(help="Scenario directories, or directories of them. [default: ./fixtures]",
-                       show_default=False),
+        typer.Argument(metavar="[SCENARIO_DIR]...", show_default=False,
+                       help="Scenario directories, or directories of them. [default: ./fixtures]"),
     ] = None,
     rules: RulesOpt = None,
     junit: Annotated[
