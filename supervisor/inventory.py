@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, current, too_many
-from supervisor.loader import YamlDocument, load_yaml
+from supervisor.loader import SYMLINK_REFUSED, YamlDocument, load_yaml
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 SERVICES_FILE = "services.yaml"
@@ -58,8 +58,7 @@ def load_inventory(root: Path) -> Inventory:
             continue
         if entry.is_symlink():
             # A link could point anywhere, and what it points to would be read and quoted.
-            problems.append(Problem(str(entry), message="is a symlink; links inside the "
-                                    "inventory and the world are not followed"))
+            problems.append(Problem(str(entry), message=SYMLINK_REFUSED))
             continue
         if not entry.is_dir():
             continue

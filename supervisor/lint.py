@@ -14,11 +14,12 @@ against real documents so that the two cannot drift apart.
 from __future__ import annotations
 
 import difflib
+from functools import cached_property
 from typing import Any
 
 from supervisor.compiler import truthy
 from supervisor.errors import Problem
-from supervisor.loader import load_yaml
+from supervisor.loader import YamlDocument, load_yaml
 from supervisor.rules import Rule, RuleSet
 
 Shape = Any  # dict (an object), list of one shape (a list), LEAF (a value), or None (anything)
@@ -78,8 +79,12 @@ class _Locator:
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
 
+    @cached_property
+    def document(self) -> YamlDocument:
+        return load_yaml(self.rule.file)
+
     def problem(self, key: str, message: str) -> Problem:
-        document = load_yaml(self.rule.file)
+        document = self.document
         index = next((i for i, spec in enumerate(document.value.get("rules", []))
                       if isinstance(spec, dict) and spec.get("id") == self.rule.id), None)
         if index is None:

@@ -25,6 +25,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from supervisor.errors import InputError, Problem, dotted
 from supervisor.limits import VARIABLES, Limits, current
 
+SYMLINK_REFUSED = "is a symlink; links inside the inventory and the world are not followed"
+
 _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = SafeConstructor()
 _TAG = "tag:yaml.org,2002:"
@@ -53,7 +55,7 @@ def read_text(path: Path | str, display: str | None = None, *, follow: bool = Tr
         raise InputError([Problem(shown, message="does not exist")]) from None
     except OSError as error:
         if error.errno == errno.ELOOP:
-            message = "is a symlink; links inside the inventory and the world are not followed"
+            message = SYMLINK_REFUSED
         else:
             message = f"cannot be read: {error.strerror}"
         raise InputError([Problem(shown, message=message)]) from None

@@ -14,7 +14,7 @@ from supervisor.clock import parse_time
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.inventory import NAME
 from supervisor.limits import VARIABLES, current, too_many
-from supervisor.loader import load_json, load_yaml
+from supervisor.loader import SYMLINK_REFUSED, load_json, load_yaml
 from supervisor.schemas import JsonSource
 
 
@@ -144,9 +144,6 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
     return document
 
 
-_SYMLINK = "is a symlink; links inside the inventory and the world are not followed"
-
-
 def _entries(directory: str, problems: list[Problem], *, directories: bool
              ) -> list[tuple[str, str]]:
     """(name, path) of the visible files, or directories, in `directory`, sorted by name.
@@ -155,7 +152,7 @@ def _entries(directory: str, problems: list[Problem], *, directories: bool
     the snapshot is what the observer wrote here, and a link could point anywhere.
     """
     if os.path.islink(directory):
-        problems.append(Problem(directory, message=_SYMLINK))
+        problems.append(Problem(directory, message=SYMLINK_REFUSED))
         return []
     try:
         scanner = os.scandir(directory)
@@ -170,7 +167,7 @@ def _entries(directory: str, problems: list[Problem], *, directories: bool
             if entry.name.startswith("."):
                 continue
             if entry.is_symlink():
-                problems.append(Problem(entry.path, message=_SYMLINK))
+                problems.append(Problem(entry.path, message=SYMLINK_REFUSED))
             elif entry.is_dir(follow_symlinks=False) == directories:
                 found.append((entry.name, entry.path))
             elif not directories and entry.name.endswith(".json"):
