@@ -32,7 +32,7 @@ def test_alertmanager_routes_alerts_to_the_webhook_and_keeps_silences(
 
 
 def test_mosquitto_delivers_to_a_subscriber(tmp_path: Path) -> None:
-    import paho.mqtt.publish as publish
+    from paho.mqtt import publish
     from support.mosquitto import running_mosquitto
 
     with running_mosquitto(tmp_path / "mqtt") as broker, broker.subscribed("lab/#") as messages:
