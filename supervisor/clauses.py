@@ -16,9 +16,7 @@ from typing import Any
 
 from jmespath.functions import Functions
 
-from supervisor.compiler import compile_ast, truthy
-
-Node = dict[str, Any]
+from supervisor.compiler import AstNode, compile_ast, truthy
 
 _OPERATORS = {"eq": "==", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -48,7 +46,7 @@ class Clause:
         return document
 
 
-def breakdown(ast: Node, document: Any, functions: Functions) -> Clause:
+def breakdown(ast: AstNode, document: Any, functions: Functions) -> Clause:
     """The clause tree of `ast` evaluated against `document`."""
     return _Tracer(functions).trace(ast, document)
 
@@ -57,10 +55,10 @@ class _Tracer:
     def __init__(self, functions: Functions) -> None:
         self.functions = functions
 
-    def value(self, node: Node, document: Any) -> Any:
+    def value(self, node: AstNode, document: Any) -> Any:
         return compile_ast(node, self.functions)(document)
 
-    def trace(self, node: Node, document: Any) -> Clause:
+    def trace(self, node: AstNode, document: Any) -> Clause:
         kind = node["type"]
         text = unparse(node)
         if kind in ("and_expression", "or_expression"):
@@ -94,7 +92,7 @@ class _Tracer:
         return Clause(text, self.value(node, document))
 
 
-def _operands(node: Node, kind: str) -> list[Node]:
+def _operands(node: AstNode, kind: str) -> list[AstNode]:
     if node["type"] != kind:
         return [node]
     left, right = node["children"]
@@ -117,7 +115,7 @@ def show(value: Any, limit: int = 48) -> str:
     return text[: limit - 1] + "…"
 
 
-def unparse(node: Node) -> str:
+def unparse(node: AstNode) -> str:
     """JMESPath text for an AST; it parses back to the same AST."""
     kind = node["type"]
     children = node.get("children", [])
@@ -179,7 +177,7 @@ def _literal(value: Any) -> str:
     return "`" + json.dumps(value, separators=(",", ":")).replace("`", "\\`") + "`"
 
 
-def _left(node: Node) -> str:
+def _left(node: AstNode) -> str:
     """The left side of a bracket: nothing for the current node, parens where needed."""
     if node["type"] in ("identity", "current"):
         return "" if node["type"] == "identity" else "@"
@@ -187,14 +185,14 @@ def _left(node: Node) -> str:
     return f"({text})" if node["type"] in _STRENGTH else text
 
 
-def _bracket(node: Node) -> str:
+def _bracket(node: AstNode) -> str:
     if node["type"] == "index":
         return f"[{node['value']}]"
     start, stop, step = ("" if part is None else str(part) for part in node["children"])
     return f"[{start}:{stop}:{step}]" if step else f"[{start}:{stop}]"
 
 
-def _suffix(node: Node) -> str:
+def _suffix(node: AstNode) -> str:
     """What follows a projection: `.field`, `[0]`, or nothing for the identity."""
     if node["type"] == "identity":
         return ""
@@ -202,7 +200,7 @@ def _suffix(node: Node) -> str:
     return text if text.startswith("[") else "." + text
 
 
-def _wrap(node: Node, parent: str, right: bool = False) -> str:
+def _wrap(node: AstNode, parent: str, right: bool = False) -> str:
     text = unparse(node)
     mine, theirs = _STRENGTH.get(node["type"], 9), _STRENGTH[parent]
     needs = mine < theirs or (right and mine == theirs and parent != "not_expression")

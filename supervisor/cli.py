@@ -366,8 +366,8 @@ def test_command(
     directories = testrun.discover(scenarios or [Path("fixtures")])
     report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
     if update:
-        for outcome in report.outcomes:
-            sys.stdout.write(testrun.update(outcome))
+        for result in report.results:
+            sys.stdout.write(testrun.update(result))
         report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
     sys.stdout.write(testrun.render(report))
     if coverage or min_coverage is not None:
@@ -419,7 +419,7 @@ def run_command(
 ) -> None:
     """Evaluate now; append what changed to the event log."""
     from supervisor.errors import InputError, Problem
-    from supervisor.reconcile import Paths, RunReport, Stopper, loop, run_once, watch
+    from supervisor.transitions import Paths, RunReport, Stopper, loop, run_once, watch
 
     if once and (interval is not None or watch_changes):
         raise InputError([Problem("--once", message="excludes --interval and --watch")])

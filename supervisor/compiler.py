@@ -23,7 +23,7 @@ from typing import Any
 
 from jmespath.functions import Functions
 
-Node = dict[str, Any]
+AstNode = dict[str, Any]
 Fn = Callable[[Any], Any]
 
 _ORDERING: dict[str, Callable[[Any, Any], Any]] = {
@@ -34,7 +34,7 @@ _MIRROR = {"eq": "eq", "ne": "ne", "lt": "gt", "gt": "lt", "lte": "gte", "gte": 
 _SEQUENCES = frozenset({"subexpression", "pipe", "index_expression"})
 
 
-def compile_ast(ast: Node, functions: Functions) -> Fn:
+def compile_ast(ast: AstNode, functions: Functions) -> Fn:
     """A closure `f(document)` equal to `jmespath.search(text, document, options)` where `ast`
     is `jmespath.compile(text).parsed` and `options` carries `functions` as custom functions.
 
@@ -96,7 +96,7 @@ def _itself(value: Any) -> Any:
     return value
 
 
-def _is_boolish(node: Node) -> bool:
+def _is_boolish(node: AstNode) -> bool:
     """Whether the node can only yield True, False or None, whose Python truth is JMESPath's;
     `&&`, `||`, `!` and filters then need no `truthy` call."""
     kind = node["type"]
@@ -107,7 +107,7 @@ def _is_boolish(node: Node) -> bool:
     return kind == "literal" and (node["value"] is None or type(node["value"]) is bool)
 
 
-def _flatten_sequence(node: Node) -> Iterator[Node]:
+def _flatten_sequence(node: AstNode) -> Iterator[AstNode]:
     """The steps of nested subexpressions, pipes and index expressions, in order: all three
     feed each step's result to the next, and that composition is associative."""
     if node["type"] in _SEQUENCES:
@@ -124,12 +124,12 @@ class _Expression:
 
     __slots__ = ("_compiled", "_functions", "expression")
 
-    def __init__(self, expression: Node, compiled: Fn, functions: Functions) -> None:
+    def __init__(self, expression: AstNode, compiled: Fn, functions: Functions) -> None:
         self.expression = expression
         self._compiled = compiled
         self._functions = functions
 
-    def visit(self, node: Node, value: Any) -> Any:
+    def visit(self, node: AstNode, value: Any) -> Any:
         if node is self.expression:
             return self._compiled(value)
         return compile_ast(node, self._functions)(value)
@@ -141,13 +141,13 @@ class _Compiler:
     def __init__(self, functions: Functions) -> None:
         self.functions = functions
 
-    def compile(self, node: Node) -> Fn:
-        method: Callable[[Node], Fn] | None = getattr(self, "_" + node["type"], None)
+    def compile(self, node: AstNode) -> Fn:
+        method: Callable[[AstNode], Fn] | None = getattr(self, "_" + node["type"], None)
         if method is None:
             raise NotImplementedError(node["type"])  # as TreeInterpreter.default_visit
         return method(node)
 
-    def condition(self, node: Node) -> Fn:
+    def condition(self, node: AstNode) -> Fn:
         """A closure whose Python truth is the JMESPath truth of the node's value."""
         compiled = self.compile(node)
         if _is_boolish(node):
@@ -156,7 +156,7 @@ class _Compiler:
 
     # Paths ------------------------------------------------------------------------------------
 
-    def _sequence(self, node: Node) -> Fn:
+    def _sequence(self, node: AstNode) -> Fn:
         steps: list[Fn] = []
         keys: list[str] = []
         for step in _flatten_sequence(node):
@@ -184,7 +184,7 @@ class _Compiler:
     # A lone field is a sequence of one step: `_sequence` turns it into a one-key chain.
     _subexpression = _pipe = _index_expression = _field = _sequence
 
-    def _index(self, node: Node) -> Fn:
+    def _index(self, node: AstNode) -> Fn:
         position: int = node["value"]
 
         def index(value: Any) -> Any:
@@ -193,23 +193,23 @@ class _Compiler:
             return None
         return index
 
-    def _slice(self, node: Node) -> Fn:
+    def _slice(self, node: AstNode) -> Fn:
         # A zero step raises ValueError when applied to a list, as in the interpreter.
         part = slice(*node["children"])
         return lambda value: value[part] if isinstance(value, list) else None
 
-    def _current(self, node: Node) -> Fn:
+    def _current(self, node: AstNode) -> Fn:
         return _itself
 
     _identity = _current
 
-    def _literal(self, node: Node) -> Fn:
+    def _literal(self, node: AstNode) -> Fn:
         constant = node["value"]
         return lambda value: constant
 
     # Projections ------------------------------------------------------------------------------
 
-    def _projection(self, node: Node) -> Fn:
+    def _projection(self, node: AstNode) -> Fn:
         base = self.compile(node["children"][0])
         right = node["children"][1]
         if right["type"] in ("identity", "current"):
@@ -228,7 +228,7 @@ class _Compiler:
             return [out for element in found if (out := each(element)) is not None]
         return project
 
-    def _filter_projection(self, node: Node) -> Fn:
+    def _filter_projection(self, node: AstNode) -> Fn:
         base = self.compile(node["children"][0])
         right = node["children"][1]
         keep = self.condition(node["children"][2])
@@ -250,7 +250,7 @@ class _Compiler:
             ]
         return select_project
 
-    def _value_projection(self, node: Node) -> Fn:
+    def _value_projection(self, node: AstNode) -> Fn:
         base = self.compile(node["children"][0])
         each = self.compile(node["children"][1])
 
@@ -263,7 +263,7 @@ class _Compiler:
             return [out for element in values if (out := each(element)) is not None]
         return project_values
 
-    def _flatten(self, node: Node) -> Fn:
+    def _flatten(self, node: AstNode) -> Fn:
         base = self.compile(node["children"][0])
 
         def flatten(value: Any) -> Any:
@@ -279,17 +279,17 @@ class _Compiler:
             return merged
         return flatten
 
-    def _multi_select_list(self, node: Node) -> Fn:
+    def _multi_select_list(self, node: AstNode) -> Fn:
         parts = tuple(self.compile(child) for child in node["children"])
         return lambda value: None if value is None else [part(value) for part in parts]
 
-    def _multi_select_dict(self, node: Node) -> Fn:
+    def _multi_select_dict(self, node: AstNode) -> Fn:
         parts = tuple((pair["value"], self.compile(pair["children"][0])) for pair in node["children"])
         return lambda value: None if value is None else {key: part(value) for key, part in parts}
 
     # Logic and comparison ---------------------------------------------------------------------
 
-    def _and_expression(self, node: Node) -> Fn:
+    def _and_expression(self, node: AstNode) -> Fn:
         left, right = (self.compile(child) for child in node["children"])
         if _is_boolish(node["children"][0]):
             return lambda value: left(value) and right(value)
@@ -299,7 +299,7 @@ class _Compiler:
             return right(value) if truthy(matched) else matched
         return both
 
-    def _or_expression(self, node: Node) -> Fn:
+    def _or_expression(self, node: AstNode) -> Fn:
         left, right = (self.compile(child) for child in node["children"])
         if _is_boolish(node["children"][0]):
             return lambda value: left(value) or right(value)
@@ -309,7 +309,7 @@ class _Compiler:
             return matched if truthy(matched) else right(value)
         return either
 
-    def _not_expression(self, node: Node) -> Fn:
+    def _not_expression(self, node: AstNode) -> Fn:
         inner = self.compile(node["children"][0])
         if _is_boolish(node["children"][0]):
             return lambda value: not inner(value)
@@ -322,7 +322,7 @@ class _Compiler:
             return not found
         return negate
 
-    def _comparator(self, node: Node) -> Fn:
+    def _comparator(self, node: AstNode) -> Fn:
         name: str = node["value"]
         left_node, right_node = node["children"]
         if right_node["type"] == "literal" and left_node["type"] != "literal":
@@ -343,7 +343,7 @@ class _Compiler:
 
     # Functions --------------------------------------------------------------------------------
 
-    def _function_expression(self, node: Node) -> Fn:
+    def _function_expression(self, node: AstNode) -> Fn:
         name: str = node["value"]
         call = self.functions.call_function
         args = tuple(self.compile(child) for child in node["children"])
@@ -368,7 +368,7 @@ class _Compiler:
 
         return checked
 
-    def _expref(self, node: Node) -> Fn:
+    def _expref(self, node: AstNode) -> Fn:
         expression = node["children"][0]
         reference = _Expression(expression, self.compile(expression), self.functions)
         return lambda value: reference

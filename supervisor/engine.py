@@ -16,8 +16,8 @@ from jmespath.exceptions import JMESPathError
 from supervisor.compiler import Fn, compile_ast, truthy
 from supervisor.errors import Problem, RuleError
 from supervisor.functions import RuleFunctions
-from supervisor.merge import State, Subject
-from supervisor.rules import Rule, RuleSet, Template
+from supervisor.merge import State
+from supervisor.model import Rule, RuleSet, Subject, Template
 
 FIRED, NO_MATCH, OVERRULED, DISABLED = "fired", "did not match", "overruled", "disabled"
 

@@ -14,8 +14,8 @@ from supervisor.clauses import Clause, breakdown
 from supervisor.engine import Evaluation, Outcome, Recommendation
 from supervisor.errors import InputError, Problem
 from supervisor.functions import RuleFunctions
-from supervisor.merge import WORLD, State, Subject
-from supervisor.rules import Rule, RuleSet
+from supervisor.merge import State
+from supervisor.model import WORLD, Rule, RuleSet, Subject
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from jmespath import functions
 from jmespath.exceptions import JMESPathTypeError
 
-from supervisor.clock import parse_time
+from supervisor.timestamps import parse_time
 
 _parse_time = lru_cache(maxsize=1 << 16)(parse_time)
 

@@ -11,13 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from supervisor.clock import parse_time
 from supervisor.engine import Evaluation, evaluate
 from supervisor.errors import InputError, Problem, SupervisorError
-from supervisor.inventory import Inventory, load_inventory
-from supervisor.merge import State, Subject
-from supervisor.rules import RuleSet, default_rules_dir, load_rules
-from supervisor.world import Progress, World, load_world
+from supervisor.inventory import load_inventory
+from supervisor.merge import State
+from supervisor.model import Inventory, RuleSet, Subject, World
+from supervisor.rules import default_rules_dir, load_rules
+from supervisor.timestamps import parse_time
+from supervisor.world import Progress, load_world
 
 
 class Inputs(NamedTuple):

@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, YamlDocument, load_yaml
+from supervisor.model import Inventory, Node, Service
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 SERVICES_FILE = "services.yaml"
-
-
-class Service(NamedTuple):
-    id: str
-    node: str
-    name: str
-    critical: bool
-    depends_on: tuple[str, ...]
-    desired: dict[str, Any]  # as rules see it: defaults filled in, dependencies as full ids
-
-
-class Node(NamedTuple):
-    name: str
-    critical: bool
-    desired: dict[str, Any]
-    services: tuple[str, ...]  # service ids, in file order
-
-
-class Inventory:
-    def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {}
-        self.services: dict[str, Service] = {}
 
 
 def load_inventory(root: Path) -> Inventory:

@@ -14,13 +14,11 @@ against real documents so that the two cannot drift apart.
 from __future__ import annotations
 
 import difflib
-from functools import cached_property
 from typing import Any
 
 from supervisor.compiler import truthy
 from supervisor.errors import Problem
-from supervisor.loader import YamlDocument, load_yaml
-from supervisor.rules import Rule, RuleSet
+from supervisor.model import Rule, RuleSet
 
 Shape = Any  # dict (an object), list of one shape (a list), LEAF (a value), or None (anything)
 LEAF = "value"
@@ -60,45 +58,25 @@ def lint(rules: RuleSet) -> list[Problem]:
     for rule in rules.rules:
         if not rule.enabled:
             continue
-        where = _Locator(rule)
-        checker = _Checker(rule, where, problems)
+        checker = _Checker(rule, problems)
         shape = {**DOCUMENTS[rule.kind], "params": {name: LEAF for name in rule.params}}
         checker.check(rule.ast, shape, "match")
         for ast in rule.reason.expressions if rule.reason else ():
             checker.check(ast, shape, "reason")
         if rule.ast["type"] == "literal" and not truthy(rule.ast["value"]):
-            problems.append(where.problem("match", "can never fire: the matcher is always "
+            problems.append(rule.problem("match", "can never fire: the matcher is always "
                                           f"{rule.ast['value']!r}"))
     problems.extend(_always_overruled(rules))
     return sorted(set(problems))
 
 
-class _Locator:
-    """Finds a rule's keys in its file, only when there is something to report."""
-
-    def __init__(self, rule: Rule) -> None:
-        self.rule = rule
-
-    @cached_property
-    def document(self) -> YamlDocument:
-        return load_yaml(self.rule.file)
-
-    def problem(self, key: str, message: str) -> Problem:
-        document = self.document
-        index = next((i for i, spec in enumerate(document.value.get("rules", []))
-                      if isinstance(spec, dict) and spec.get("id") == self.rule.id), None)
-        if index is None:
-            return Problem(self.rule.file, path=f"rule {self.rule.id!r}", message=message)
-        return document.problem(("rules", index, key), f"rule {self.rule.id!r}: {message}")
-
-
 class _Checker:
-    def __init__(self, rule: Rule, where: _Locator, problems: list[Problem]) -> None:
-        self.rule, self.where, self.problems = rule, where, problems
+    def __init__(self, rule: Rule, problems: list[Problem]) -> None:
+        self.rule, self.problems = rule, problems
         self.elements: list[str] = []  # the lists whose elements are being looked into
 
     def report(self, key: str, message: str) -> None:
-        self.problems.append(self.where.problem(key, message))
+        self.problems.append(self.rule.problem(key, message))
 
     def check(self, node: dict[str, Any], shape: Shape, key: str, path: str = "") -> Shape:
         """The shape of `node`'s value when evaluated against a value of `shape`."""
@@ -240,7 +218,7 @@ def _always_overruled(rules: RuleSet) -> list[Problem]:
                        or (scope == "hosted_services" and rule.kind == "service"))
             if (cause is not rule and reaches and cause.overrules is not None
                     and cause.overrules.covers(rule.action, rule.condition)):
-                problems.append(_Locator(rule).problem(
+                problems.append(rule.problem(
                     "match", f"can never produce a recommendation: rule {cause.id!r} always "
                     "fires and overrules it"))
                 break

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import Node as YamlNode
 
 from supervisor.errors import InputError, Problem, dotted
 from supervisor.limits import VARIABLES, Limits, current
@@ -90,13 +91,19 @@ def read_text(path: Path | str, display: str | None = None, *, follow: bool = Tr
 class YamlDocument:
     """A parsed YAML file: its value, and where each part of it was written."""
 
-    def __init__(self, text: str, display: str) -> None:
+    def __init__(self, text: str, display: str, *, record: bool = False) -> None:
+        """`record`: note positions while parsing, for a caller that will locate anyway."""
         self.text = text
         self.display = display
         self.limits = current()
-        self.value: Any = _build(text, display, self.limits, record=False)[0]
         self._positions: dict[Path_, Position] | None = None
         self._key_positions: dict[Path_, Position] = {}
+        self.value: Any
+        if record:
+            self.value, self._positions, self._key_positions = _build(
+                text, display, self.limits, record=True)
+        else:
+            self.value = _build(text, display, self.limits, record=False)[0]
 
     def locate(self, path: Path_, *, key: bool = False) -> Position | None:
         """Line and column (1-based) of the value at `path`, or of its key with `key=True`.
@@ -117,10 +124,10 @@ class YamlDocument:
         return Problem(self.display, line, column, dotted(path), message)
 
 
-def load_yaml(path: Path | str, display: str | None = None, *, follow: bool = True
-              ) -> YamlDocument:
+def load_yaml(path: Path | str, display: str | None = None, *, follow: bool = True,
+              record: bool = False) -> YamlDocument:
     shown = display or str(path)
-    return YamlDocument(read_text(path, shown, follow=follow, yaml=True), shown)
+    return YamlDocument(read_text(path, shown, follow=follow, yaml=True), shown, record=record)
 
 
 def load_json(path: Path | str, display: str | None = None, *, follow: bool = True,
@@ -246,11 +253,11 @@ class _Builder:
         self.positions: dict[Path_, Position] = {}
         self.key_positions: dict[Path_, Position] = {}
 
-    def fail(self, node: Node, path: Path_, message: str) -> None:
+    def fail(self, node: YamlNode, path: Path_, message: str) -> None:
         mark = node.start_mark
         self.problems.append(Problem(self.display, mark.line + 1, mark.column + 1, dotted(path), message))
 
-    def build(self, node: Node, path: Path_) -> Any:
+    def build(self, node: YamlNode, path: Path_) -> Any:
         # Every node built counts, aliases and merge sources included, so that no document
         # can make the constructor do more than a bounded amount of work.
         self.budget -= 1
@@ -309,7 +316,7 @@ class _Builder:
 
     def mapping(self, node: MappingNode, path: Path_) -> dict[str, Any]:
         explicit: dict[str, Any] = {}
-        first_seen: dict[str, Node] = {}
+        first_seen: dict[str, YamlNode] = {}
         merged: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _TAG + "merge":
@@ -337,7 +344,7 @@ class _Builder:
         # Merge keys (`<<: *defaults`): keys written in this mapping win over merged ones.
         return {**merged, **explicit}
 
-    def merge(self, value_node: Node, path: Path_, merged: dict[str, Any]) -> None:
+    def merge(self, value_node: YamlNode, path: Path_, merged: dict[str, Any]) -> None:
         sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
         for source in sources:
             if not isinstance(source, MappingNode):

@@ -8,27 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from supervisor.clock import format_time
-from supervisor.inventory import Inventory
-from supervisor.world import World
-
-
-class Subject(NamedTuple):
-    kind: str  # service, node or world
-    id: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "id": self.id}
-
-    @property
-    def node(self) -> str:
-        """The node a service or node subject is on."""
-        return self.id.split("/", 1)[0]
-
-
-WORLD = Subject("world", "world")
+from supervisor.model import WORLD, Inventory, Subject, World
+from supervisor.timestamps import format_time
 
 
 class State:

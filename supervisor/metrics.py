@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from supervisor.clock import parse_time
 from supervisor.engine import Evaluation
 from supervisor.errors import Problem
 from supervisor.registry import SUMMARY_STATES
 from supervisor.safefile import UnsafeFileError
+from supervisor.timestamps import parse_time
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jmespath
 from jmespath.exceptions import ParseError
@@ -14,53 +14,9 @@ from supervisor import schemas
 from supervisor.errors import Problem, RuleError, SupervisorError, raise_if
 from supervisor.functions import function_names
 from supervisor.loader import YamlDocument, load_yaml
+from supervisor.model import Overrule, Rule, RuleSet, Template, Written
 from supervisor.registry import CONDITIONS, DEFAULT_SEVERITY
 from supervisor.resources import data_dir
-
-
-class Overrule(NamedTuple):
-    scope: str  # a key of registry.OVERRULE_SCOPES
-    actions: frozenset[str] | None = None
-    conditions: frozenset[str] | None = None
-
-    def covers(self, action: str, condition: str) -> bool:
-        return (self.actions is None or action in self.actions) and (
-            self.conditions is None or condition in self.conditions
-        )
-
-
-class Template(NamedTuple):
-    """A reason: literal text and compiled JMESPath placeholders, alternating."""
-
-    text: str
-    literals: tuple[str, ...]
-    expressions: tuple[Any, ...]  # compiled ASTs, one fewer than literals
-
-
-class Rule(NamedTuple):
-    id: str
-    kind: str  # which subjects it applies to: service, node or world
-    condition: str
-    match: str
-    ast: Any  # the matcher's JMESPath AST
-    event: str = ""
-    action: str = ""
-    severity: str = ""
-    reason: Template | None = None
-    description: str = ""
-    params: dict[str, Any] = {}  # noqa: RUF012 - always given; never mutated
-    overrules: Overrule | None = None
-    enabled: bool = True
-    file: str = ""
-
-
-class RuleSet(NamedTuple):
-    rules: tuple[Rule, ...]
-    params: dict[str, Any]
-    conditions: dict[str, str]
-
-    def rule(self, rule_id: str) -> Rule:
-        return next(rule for rule in self.rules if rule.id == rule_id)
 
 
 def default_rules_dir() -> Path:
@@ -80,7 +36,8 @@ def load_rules(
     for source in sources:
         for file in _rule_files(source, problems):
             try:
-                document = load_yaml(file, str(file))
+                # Recorded now: every rule keeps its position (see model.Written).
+                document = load_yaml(file, str(file), record=True)
             except SupervisorError as error:
                 problems.extend(error.problems)
                 continue
@@ -252,7 +209,15 @@ def _build_rule(
         overrules=overrules,
         enabled=spec.get("enabled", True),
         file=document.display,
+        written=_written(document, index, spec),
     ), []
+
+
+def _written(document: YamlDocument, index: int, spec: dict[str, Any]) -> Written:
+    at = ("rules", index)
+    keys = {key: position for key in spec
+            if (position := document.locate((*at, key))) is not None}
+    return Written(place=index, at=document.locate(at), keys=keys)
 
 
 def _frozen(values: list[str] | None) -> frozenset[str] | None:

@@ -15,8 +15,8 @@ from supervisor.errors import InputError, Problem, SupervisorError
 from supervisor.inputs import Inputs, evaluate_inputs
 from supervisor.loader import load_yaml
 from supervisor.merge import State
+from supervisor.model import RuleSet
 from supervisor.registry import EVENT_TYPES
-from supervisor.rules import RuleSet
 
 EXPECT_FILE = "expect.yaml"
 Key = tuple[str, str, str, str, str]  # subject kind, subject id, condition, event, action
@@ -47,7 +47,7 @@ class Expectation:
 
 
 @dataclass
-class Outcome:
+class ScenarioResult:
     directory: Path
     failures: list[str] = field(default_factory=list)
     evaluation: Evaluation | None = None
@@ -88,14 +88,14 @@ def load_expectation(directory: Path) -> Expectation:
     )
 
 
-def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> Outcome:
+def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> ScenarioResult:
     """Evaluates one scenario and compares it with its expectation.
 
     A problem with the expectation itself (bad expect.yaml, or one naming things that do not
     exist in the scenario, which would pass vacuously) raises `SupervisorError`.
     """
     expectation = load_expectation(directory)
-    outcome = Outcome(directory)
+    result = ScenarioResult(directory)
     inputs = expectation.inputs()
     if extra_rules:
         inputs = inputs._replace(rules=(*inputs.rules, *extra_rules))
@@ -104,18 +104,18 @@ def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> Outcome:
     except SupervisorError as error:
         stderr = "\n".join(str(problem) for problem in error.problems)
         if expectation.exit != 2:
-            outcome.failures.append(f"exit 2, wanted {expectation.exit}: {stderr}")
+            result.failures.append(f"exit 2, wanted {expectation.exit}: {stderr}")
         for text in expectation.stderr_has:
             if text.lower() not in stderr.lower():
-                outcome.failures.append(f"errors lack {text!r}: {stderr}")
-        return outcome
+                result.failures.append(f"errors lack {text!r}: {stderr}")
+        return result
     if expectation.exit != 0:
-        outcome.failures.append(f"evaluated without error, wanted exit {expectation.exit}")
-        return outcome
+        result.failures.append(f"evaluated without error, wanted exit {expectation.exit}")
+        return result
     _check_vocabulary(expectation, loaded.state, loaded.rules)
-    outcome.evaluation, outcome.rules = evaluation, loaded.rules
-    outcome.failures.extend(compare(expectation, evaluation))
-    return outcome
+    result.evaluation, result.rules = evaluation, loaded.rules
+    result.failures.extend(compare(expectation, evaluation))
+    return result
 
 
 def compare(expectation: Expectation, evaluation: Evaluation) -> list[str]:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema_rs
 
-from supervisor.clock import is_time
 from supervisor.errors import Problem, dotted
 from supervisor.resources import data_dir
+from supervisor.timestamps import is_time
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator

@@ -11,23 +11,23 @@ from pathlib import Path
 import yaml
 
 from supervisor.errors import InputError, Problem, SupervisorError
-from supervisor.scenarios import EXPECT_FILE, Outcome, run
+from supervisor.scenarios import EXPECT_FILE, ScenarioResult, run
 
 
 @dataclass
 class Report:
-    outcomes: list[Outcome] = field(default_factory=list)
+    results: list[ScenarioResult] = field(default_factory=list)
     errors: dict[str, list[Problem]] = field(default_factory=dict)  # scenario -> problems
     rules: dict[str, str] = field(default_factory=dict)  # every rule id seen -> its file
     fired: set[str] = field(default_factory=set)
 
     @property
     def passed(self) -> int:
-        return sum(outcome.passed for outcome in self.outcomes)
+        return sum(result.passed for result in self.results)
 
     @property
     def failed(self) -> int:
-        return len(self.outcomes) - self.passed
+        return len(self.results) - self.passed
 
     def uncovered(self) -> list[str]:
         return sorted(set(self.rules) - self.fired)
@@ -56,23 +56,23 @@ def run_all(directories: list[Path], *, extra_rules: tuple[Path, ...] = ()) -> R
     report = Report()
     for directory in directories:
         try:
-            outcome = run(directory, extra_rules=extra_rules)
+            result = run(directory, extra_rules=extra_rules)
         except SupervisorError as error:
             report.errors[directory.name] = error.problems
             continue
-        report.outcomes.append(outcome)
-        if outcome.rules is not None:
-            report.rules.update({rule.id: rule.file for rule in outcome.rules.rules})
-        if outcome.evaluation is not None:
-            report.fired.update(r.rule for r in outcome.evaluation.recommendations)
+        report.results.append(result)
+        if result.rules is not None:
+            report.rules.update({rule.id: rule.file for rule in result.rules.rules})
+        if result.evaluation is not None:
+            report.fired.update(r.rule for r in result.evaluation.recommendations)
     return report
 
 
 def render(report: Report) -> str:
     lines = []
-    for outcome in report.outcomes:
-        lines.append(f"{'ok  ' if outcome.passed else 'FAIL'} {outcome.name}")
-        lines.extend(f"       {failure}" for failure in outcome.failures)
+    for result in report.results:
+        lines.append(f"{'ok  ' if result.passed else 'FAIL'} {result.name}")
+        lines.extend(f"       {failure}" for failure in result.failures)
     for name, problems in report.errors.items():
         lines.append(f"ERROR {name}")
         lines.extend(f"       {problem}" for problem in problems)
@@ -92,13 +92,13 @@ def render_coverage(report: Report) -> str:
 
 def write_junit(report: Report, path: Path) -> None:
     suite = ET.Element("testsuite", name="supervisor scenarios", tests=str(
-        len(report.outcomes) + len(report.errors)), failures=str(report.failed),
+        len(report.results) + len(report.errors)), failures=str(report.failed),
         errors=str(len(report.errors)))
-    for outcome in report.outcomes:
-        case = ET.SubElement(suite, "testcase", classname="scenarios", name=outcome.name)
-        if not outcome.passed:
-            failure = ET.SubElement(case, "failure", message=outcome.failures[0])
-            failure.text = "\n".join(outcome.failures)
+    for result in report.results:
+        case = ET.SubElement(suite, "testcase", classname="scenarios", name=result.name)
+        if not result.passed:
+            failure = ET.SubElement(case, "failure", message=result.failures[0])
+            failure.text = "\n".join(result.failures)
     for name, problems in report.errors.items():
         case = ET.SubElement(suite, "testcase", classname="scenarios", name=name)
         error = ET.SubElement(case, "error", message=str(problems[0]))
@@ -107,18 +107,18 @@ def write_junit(report: Report, path: Path) -> None:
     path.write_bytes(ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n")
 
 
-def update(outcome: Outcome) -> str:
+def update(result: ScenarioResult) -> str:
     """Writes the evaluation into expect.yaml as the new expectation; returns the diff."""
-    if outcome.evaluation is None:
+    if result.evaluation is None:
         return ""
-    path = outcome.directory / EXPECT_FILE
+    path = result.directory / EXPECT_FILE
     old_text = path.read_text(encoding="utf-8")
     spec = yaml.safe_load(old_text) or {}
-    spec["summary"] = outcome.evaluation.summary
+    spec["summary"] = result.evaluation.summary
     spec["exact"] = True
     spec["must"] = [
         [r.subject.kind, r.subject.id, r.condition, r.event, r.action]
-        for r in outcome.evaluation.recommendations
+        for r in result.evaluation.recommendations
     ]
     new_text = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
     if new_text == old_text:

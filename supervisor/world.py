@@ -7,25 +7,16 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from supervisor import schemas
-from supervisor.clock import parse_time
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.inventory import NAME
 from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, load_json, load_yaml
+from supervisor.model import World
 from supervisor.schemas import JsonSource
-
-
-class World(NamedTuple):
-    observed_at: datetime
-    observer: dict[str, Any]
-    nodes: dict[str, dict[str, Any]]
-    services: dict[str, dict[str, Any]]  # keyed by <node>/<service>
-    deployments: list[dict[str, Any]]  # oldest first
-    incidents: list[dict[str, Any]]  # oldest first
-
+from supervisor.timestamps import parse_time
 
 Progress = Callable[[int], None]
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import ROOT
 
 from supervisor.clauses import breakdown, show, unparse
-from supervisor.clock import parse_time
 from supervisor.functions import RuleFunctions
+from supervisor.timestamps import parse_time
 
 COMPLIANCE = ROOT.parent / "shared" / "data" / "jmespath-compliance"
 FUNCTIONS = RuleFunctions(parse_time("2026-11-26T10:00:00Z"))

@@ -59,7 +59,7 @@ def contained(part: Any, whole: Any) -> bool:
 
 def test_document_example_is_part_of_the_real_document() -> None:
     from supervisor.inputs import Inputs, load
-    from supervisor.merge import Subject
+    from supervisor.model import Subject
 
     homelab = FIXTURES / "homelab"
     loaded = load(Inputs(inventory=homelab / "hosts", world=homelab / "world"))
@@ -91,3 +91,10 @@ def test_explain_example_is_the_real_output(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("NO_COLOR", "1")
     result = CliRunner().invoke(app, command.split()[2:])
     assert result.stdout == shown
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    table = (ROOT / "README.md").read_text().split("## Project layout", 1)[1]
+    named = set(re.findall(r"`(\w+)`", table))
+    modules = {path.stem for path in (ROOT / "supervisor").glob("*.py")} - {"__init__"}
+    assert modules - named == set()

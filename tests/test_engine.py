@@ -9,7 +9,7 @@ from conftest import ScenarioFactory, evaluate_dir, keys, ok
 from supervisor.engine import DISABLED, FIRED, NO_MATCH, OVERRULED, evaluate, fingerprint, reached
 from supervisor.errors import RuleError
 from supervisor.inputs import Inputs, load
-from supervisor.merge import Subject
+from supervisor.model import Subject
 
 TWO_NODES = {"n1": "services:\n  app: {depends_on: [n2/db]}\n", "n2": "services:\n  db: {}\n"}
 

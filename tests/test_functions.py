@@ -6,8 +6,8 @@ import jmespath
 import pytest
 from jmespath.exceptions import JMESPathTypeError
 
-from supervisor.clock import parse_time
 from supervisor.functions import RuleFunctions, custom_function_docs
+from supervisor.timestamps import parse_time
 
 NOW = parse_time("2026-11-26T10:00:00Z")
 

@@ -35,13 +35,13 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
-from supervisor.clock import is_time
 from supervisor.engine import evaluate
 from supervisor.errors import SupervisorError
 from supervisor.explain import explain
 from supervisor.inputs import Inputs, load
 from supervisor.loader import load_json, load_yaml
 from supervisor.report import render_explanation, render_table, to_json
+from supervisor.timestamps import is_time
 
 EXAMPLES = int(os.environ.get("SUPERVISOR_FUZZ_EXAMPLES", "30"))
 PROPERTY_SETTINGS = settings(

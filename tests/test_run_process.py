@@ -138,7 +138,7 @@ def test_unwritable_state_directory(tmp_path: Path) -> None:
 
     from supervisor.errors import SupervisorError
     from supervisor.inputs import Inputs
-    from supervisor.reconcile import Paths, run_once
+    from supervisor.transitions import Paths, run_once
 
     base = Path(tempfile.mkdtemp(prefix="supervisor-readonly-"))
     try:

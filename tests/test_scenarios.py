@@ -19,8 +19,8 @@ def test_there_are_scenarios_for_every_condition() -> None:
 
 @pytest.mark.parametrize("directory", SCENARIOS, ids=[d.name for d in SCENARIOS])
 def test_scenario(directory: Path) -> None:
-    outcome = run(directory)
-    assert outcome.failures == []
+    result = run(directory)
+    assert result.failures == []
 
 
 def test_default_rules_all_fire_somewhere() -> None:
@@ -42,9 +42,9 @@ def copy_scenario(tmp_path: Path, name: str, expect: str) -> Path:
 def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
     directory = copy_scenario(tmp_path, "missing-service", (
         "summary: nominal\nexact: true\nmust: []\n"))
-    outcome = run(directory)
-    assert outcome.failures[0] == "summary degraded, wanted nominal"
-    assert outcome.failures[1].startswith("unexpected [service, ")
+    result = run(directory)
+    assert result.failures[0] == "summary degraded, wanted nominal"
+    assert result.failures[1].startswith("unexpected [service, ")
 
 
 def test_an_expectation_about_nothing_is_an_error_not_a_pass(tmp_path: Path) -> None:

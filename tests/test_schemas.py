@@ -107,7 +107,7 @@ def test_schemas_are_valid_draft_2020_12(name: str) -> None:
 
 
 def test_format_time_pads_early_years() -> None:
-    from supervisor.clock import format_time, parse_time
+    from supervisor.timestamps import format_time, parse_time
 
     assert format_time(parse_time("0999-01-01T00:00:00Z")) == "0999-01-01T00:00:00Z"
     assert format_time(parse_time("2026-11-26T11:00:00.250+01:00")) == "2026-11-26T10:00:00.25Z"

@@ -50,8 +50,7 @@ from supervisor import functions as rule_functions
 from supervisor.compiler import Fn, compile_ast, truthy
 from supervisor.functions import RuleFunctions
 from supervisor.inputs import Inputs, load
-from supervisor.merge import Subject
-from supervisor.rules import Rule
+from supervisor.model import Rule, Subject
 
 POLICY = Path(__file__).with_name("default.rego")
 FIRED = "data.supervisor.fired"  # the rule ids that fire on `input`

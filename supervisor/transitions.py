@@ -24,13 +24,13 @@ from types import FrameType
 from typing import Any
 
 from supervisor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from supervisor.clock import format_time, parse_time
 from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import ERROR, RESOLVED, SOURCE, SUMMARY, EventLog, LogState, event_id
 from supervisor.inputs import Inputs, digest, evaluate_inputs
 from supervisor.metrics import Snapshot
 from supervisor.safefile import locked
+from supervisor.timestamps import format_time, parse_time
 
 STALE = "stale_world"
 

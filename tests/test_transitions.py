@@ -14,8 +14,8 @@ from supervisor.checkpoint import load_checkpoint
 from supervisor.errors import SupervisorError
 from supervisor.eventlog import EventLog, LogState
 from supervisor.inputs import Inputs
-from supervisor.reconcile import Paths, run_once
 from supervisor.safefile import UnsafeFileError
+from supervisor.transitions import Paths, run_once
 
 NOW = "2026-11-26T10:01:00Z"
 
