@@ -18,6 +18,7 @@ from supervisor.errors import Problem, RuleError
 from supervisor.functions import RuleFunctions
 from supervisor.merge import State
 from supervisor.model import Rule, RuleSet, Subject, Template
+from supervisor.registry import SUMMARY_STATES
 
 FIRED, NO_MATCH, OVERRULED, DISABLED = "fired", "did not match", "overruled", "disabled"
 
@@ -32,6 +33,10 @@ class Recommendation(NamedTuple):
     reason: str
     fingerprint: str
     order: int  # the rule's position: recommendations sort by it
+    # Declared by the rule (the summary raised to unstable on a critical subject): what this
+    # recommendation does to the summary, and whether `run` may resolve anything while it holds.
+    summary: str = "degraded"
+    freezes_resolution: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +133,8 @@ def evaluate(
                 subject=subject, condition=rule.condition, event=rule.event, action=rule.action,
                 severity=rule.severity, rule=rule.id, reason=reason,
                 fingerprint=fingerprint(rule.id, subject), order=order,
+                summary="unstable" if state.is_critical(subject) else rule.summary,
+                freezes_resolution=rule.freezes_resolution,
             )))
     if failures:
         raise RuleError([_failure(rules, rule_id, found) for rule_id, found in failures.items()])
@@ -145,7 +152,7 @@ def evaluate(
     } if tracing else {}
     return Evaluation(
         now=state.now_text,
-        summary=summarize(state, recommendations),
+        summary=summarize(recommendations),
         recommendations=recommendations,
         traces=traces,
         overruled=overruled,
@@ -298,18 +305,13 @@ def _numbers(value: Any) -> Iterator[float]:
             yield from _numbers(item)
 
 
-_RANK = {"nominal": 0, "degraded": 1, "unstable": 2}
+_RANK = {state: rank for rank, state in enumerate(SUMMARY_STATES)}
 
 
-def summarize(state: State, recommendations: tuple[Recommendation, ...]) -> str:
-    if not recommendations:
-        return "nominal"
-    for recommendation in recommendations:
-        if (recommendation.event == "reconcile_blocked"
-                or recommendation.condition == "offline_node"
-                or state.is_critical(recommendation.subject)):
-            return "unstable"
-    return "degraded"
+def summarize(recommendations: tuple[Recommendation, ...]) -> str:
+    """The worst state any recommendation brings; `nominal` with none. Each recommendation's
+    state comes from its rule (and the inventory's criticality), never from its name here."""
+    return max((r.summary for r in recommendations), key=_RANK.__getitem__, default="nominal")
 
 
 def reached(summary: str, threshold: str) -> bool:

@@ -28,7 +28,8 @@ class RuleTrace:
         document: dict[str, Any] = {
             "rule": self.rule.id, "outcome": self.outcome.outcome,
             "condition": self.rule.condition, "event": self.rule.event,
-            "action": self.rule.action,
+            "action": self.rule.action, "summary": self.rule.summary,
+            "freezes_resolution": self.rule.freezes_resolution,
         }
         cause = self.outcome.overruled_by
         if cause is not None:

@@ -120,6 +120,10 @@ class Rule(NamedTuple):
     enabled: bool = True
     file: str = ""
     written: Written = Written()
+    # What the rule's recommendation means beyond itself; the engine and `run` read these,
+    # never the condition's name, so a rule renamed or replaced keeps its meaning.
+    summary: str = "degraded"  # the summary state it brings at least (registry.RULE_SUMMARIES)
+    freezes_resolution: bool = False  # while it is open, `run` resolves nothing
 
     def problem(self, key: str, message: str) -> Problem:
         """A problem with one of the rule's keys, at its line and column in the rule's file."""

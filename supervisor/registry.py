@@ -41,4 +41,20 @@ OVERRULE_SCOPES: dict[str, str] = {
     "all": "every subject",
 }
 
+# From best to worst: the summary is the worst state any recommendation brings.
 SUMMARY_STATES: tuple[str, ...] = ("nominal", "degraded", "unstable")
+
+# What a rule's recommendation can do to the summary (the rule's `summary` key): the state it
+# brings at least. A recommendation on a critical subject brings `unstable` whatever its rule
+# says, since criticality is the inventory's to declare, not the rule's.
+RULE_SUMMARIES: dict[str, str] = {
+    "degraded": "the homelab drifts; reconciling it is routine",
+    "unstable": "the homelab cannot be relied on until this is dealt with",
+}
+
+# The summary a rule's recommendation brings when the rule does not say: SPEC's mapping.
+DEFAULT_SUMMARY: dict[str, str] = {
+    "reconcile_required": "degraded",
+    "reconcile_recommended": "degraded",
+    "reconcile_blocked": "unstable",
+}

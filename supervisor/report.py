@@ -103,6 +103,7 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
         lines.append(f"  {paint(_EVENT_LABELS[r.event], r.event)}  {r.action}  {r.reason}")
         lines.append(paint(f"    rule {r.rule} ({r.condition}), {r.severity}, "
                            f"fingerprint {r.fingerprint}", "dim"))
+        lines.append(paint(f"    {_meaning(r)}", "dim"))
 
     if explanation.comparison:
         lines += ["", "Desired vs actual"]
@@ -143,6 +144,14 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
         if step.clauses is not None:
             _clause_lines(step.clauses, "   " if last else "│  ", True, lines)
     return "\n".join(lines) + "\n"
+
+
+def _meaning(r: Recommendation) -> str:
+    """What the recommendation does beyond itself, as its rule declares it."""
+    text = f"makes the summary at least {r.summary}"
+    if r.freezes_resolution:
+        text += "; while it holds, run resolves nothing"
+    return text
 
 
 _WIDTH = 100  # columns the explain tree aims to fit

@@ -15,7 +15,7 @@ from supervisor.errors import Problem, RuleError, SupervisorError, raise_if
 from supervisor.functions import function_names
 from supervisor.loader import YamlDocument, load_yaml
 from supervisor.model import Overrule, Rule, RuleSet, Template, Written
-from supervisor.registry import CONDITIONS, DEFAULT_SEVERITY
+from supervisor.registry import CONDITIONS, DEFAULT_SEVERITY, DEFAULT_SUMMARY
 from supervisor.resources import data_dir
 
 
@@ -210,6 +210,8 @@ def _build_rule(
         enabled=spec.get("enabled", True),
         file=document.display,
         written=_written(document, index, spec),
+        summary=spec.get("summary", DEFAULT_SUMMARY[spec["event"]]),
+        freezes_resolution=spec.get("freezes_resolution", False),
     ), []
 
 

@@ -32,8 +32,6 @@ from supervisor.metrics import Snapshot
 from supervisor.safefile import locked
 from supervisor.timestamps import format_time, parse_time
 
-STALE = "stale_world"
-
 
 @dataclass(frozen=True)
 class Paths:
@@ -147,7 +145,7 @@ def transitions(state: LogState, evaluation: Evaluation, run_id: str) -> list[di
         after = (recommendation.event, recommendation.action, recommendation.severity)
         if before is None or (before["event"], before["action"], before["severity"]) != after:
             emit(_opened(recommendation, state, now, run_id))
-    if not any(r.condition == STALE for r in evaluation.recommendations):
+    if not any(r.freezes_resolution for r in evaluation.recommendations):
         for fingerprint in sorted(set(state.open) - set(current)):
             emit(_resolved(state, fingerprint, now, run_id))
     if evaluation.summary != state.summary:

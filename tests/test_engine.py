@@ -120,6 +120,60 @@ def test_summary_is_unstable_on_a_critical_service(scenario: ScenarioFactory) ->
     assert evaluate_dir(root).summary == "degraded"
 
 
+NODE_DOWN = """
+conditions: {node_down: a node reports offline}
+rules:
+  - id: node-down
+    subject: node
+    condition: node_down
+    match: "node.actual.status == 'offline'"
+    event: reconcile_required
+    action: failover_review
+    summary: %s
+"""
+
+
+@pytest.mark.parametrize(("declared", "summary"), [("unstable", "unstable"),
+                                                   ("degraded", "degraded")])
+def test_the_summary_is_what_the_rule_declares(scenario: ScenarioFactory, tmp_path: Path,
+                                               declared: str, summary: str) -> None:
+    # A rule standing in for node-offline under another condition name keeps its meaning.
+    root = scenario({"n1": "services: {}\n"},
+                    nodes={"n1": {"status": "offline", "last_seen": "2026-11-26T09:59:00Z"}})
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(NODE_DOWN % declared)
+    evaluation = evaluate_dir(root, rules=(rules,), default_rules=False)
+    assert [r.condition for r in evaluation.recommendations] == ["node_down"]
+    assert evaluation.summary == summary
+
+
+def test_an_undeclared_summary_follows_the_event(scenario: ScenarioFactory, tmp_path: Path) -> None:
+    # Named offline_node, but declaring nothing: a reconcile_required brings `degraded`.
+    root = scenario({"n1": "services: {}\n"},
+                    nodes={"n1": {"status": "offline", "last_seen": "2026-11-26T09:59:00Z"}})
+    rules = tmp_path / "rules.yaml"
+    rules.write_text((NODE_DOWN % "degraded").replace("node_down", "offline_node")
+                     .replace("    summary: degraded\n", ""))
+    evaluation = evaluate_dir(root, rules=(rules,), default_rules=False)
+    assert [(r.condition, r.summary) for r in evaluation.recommendations] == [
+        ("offline_node", "degraded")]
+    assert evaluation.summary == "degraded"
+    blocked = (NODE_DOWN % "degraded").replace("reconcile_required", "reconcile_blocked")
+    rules.write_text(blocked.replace("    summary: degraded\n", ""))
+    assert evaluate_dir(root, rules=(rules,), default_rules=False).summary == "unstable"
+
+
+def test_a_critical_subject_is_unstable_whatever_its_rule_says(
+        scenario: ScenarioFactory, tmp_path: Path) -> None:
+    root = scenario({"n1": "node: {critical: true}\nservices: {}\n"},
+                    nodes={"n1": {"status": "offline", "last_seen": "2026-11-26T09:59:00Z"}})
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(NODE_DOWN % "degraded")
+    evaluation = evaluate_dir(root, rules=(rules,), default_rules=False)
+    assert [r.summary for r in evaluation.recommendations] == ["unstable"]
+    assert evaluation.summary == "unstable"
+
+
 def test_reached() -> None:
     assert reached("unstable", "degraded") and reached("degraded", "degraded")
     assert not reached("nominal", "degraded") and not reached("degraded", "unstable")

@@ -221,3 +221,17 @@ def test_kind_prefixes_tell_colliding_names_apart(scenario: ScenarioFactory) -> 
     with pytest.raises(InputError, match="'web' is ambiguous: web \\(node\\), world/web"):
         resolve(loaded.state, "web")
     assert resolve(loaded.state, "node:web").kind == "node"
+
+
+def test_explain_shows_what_a_rule_declares_beyond_its_recommendation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    runner = CliRunner()
+    stale = [str(FIXTURES / "stale-world"), "--now", "2026-11-26T10:20:00Z"]
+    table = runner.invoke(app, ["explain", "world", *stale]).stdout
+    assert "    makes the summary at least unstable; while it holds, run resolves nothing\n" in table
+    offline = runner.invoke(app, ["explain", "lab01", str(HOMELAB)]).stdout
+    assert "    makes the summary at least unstable\n" in offline
+    document = json.loads(runner.invoke(app, ["explain", "world", *stale, "--format", "json"]).stdout)
+    assert (document["trace"][0]["summary"], document["trace"][0]["freezes_resolution"]) == (
+        "unstable", True)

@@ -97,6 +97,10 @@ def test_rules_schema_enums_match_the_registries() -> None:
     assert definitions["overrules"]["properties"]["subjects"]["enum"] == list(
         registry.OVERRULE_SCOPES)
     assert set(registry.DEFAULT_SEVERITY) == set(registry.EVENT_TYPES)
+    assert rule["summary"]["enum"] == list(registry.RULE_SUMMARIES)
+    assert set(registry.DEFAULT_SUMMARY) == set(registry.EVENT_TYPES)
+    assert set(registry.DEFAULT_SUMMARY.values()) <= set(registry.RULE_SUMMARIES)
+    assert set(registry.RULE_SUMMARIES) <= set(registry.SUMMARY_STATES)
 
 
 @pytest.mark.parametrize("name", ["inventory", "world", "rules"])

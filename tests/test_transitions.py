@@ -117,6 +117,42 @@ def test_a_stale_world_resolves_nothing(paths: Paths) -> None:
     assert set(replayed(paths)) == before
 
 
+STALE_UNDER_ANOTHER_NAME = """
+conditions: {old_world: the observer stopped writing}
+rules:
+  - id: world-stale
+    override: true
+    subject: world
+    condition: old_world
+    match: "age_seconds(world.observed_at) > params.max_world_age_seconds"
+    event: reconcile_blocked
+    action: check_observer
+    overrules: {subjects: all}
+    freezes_resolution: %s
+"""
+
+
+@pytest.mark.parametrize("freezes", [True, False])
+def test_what_freezes_resolution_is_the_rules_to_say(paths: Paths, tmp_path: Path,
+                                                     freezes: bool) -> None:
+    # The condition is renamed: only the rule's declaration decides whether run resolves.
+    rules = tmp_path / "stale.yaml"
+    rules.write_text(STALE_UNDER_ANOTHER_NAME % str(freezes).lower())
+    layered = Inputs(inventory=FIXTURES / "homelab" / "hosts",
+                     world=FIXTURES / "homelab" / "world", rules=(rules,), now=NOW)
+    run_once(layered, paths, warn=quiet)
+    before = set(replayed(paths))
+    run_once(layered._replace(now="2026-11-26T11:00:00Z"), paths, warn=quiet)
+    stale = next(e for e in lines(paths) if e.get("condition") == "old_world")
+    resolved = {e["fingerprint"] for e in lines(paths) if e["type"] == "reconcile_resolved"}
+    if freezes:
+        assert resolved == set()
+        assert set(replayed(paths)) == before | {stale["fingerprint"]}
+    else:
+        assert resolved == before
+        assert set(replayed(paths)) == {stale["fingerprint"]}
+
+
 def test_event_ids_are_deterministic(tmp_path: Path) -> None:
     runs = []
     for name in ("one", "two"):
