@@ -1,33 +1,22 @@
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Any
 
 import jmespath
 import pytest
-from conftest import ROOT
+from support.compliance import groups
+from support.scenarios import ROOT
 
 from supervisor.clauses import breakdown, show, unparse
 from supervisor.functions import RuleFunctions
 from supervisor.timestamps import parse_time
 
-COMPLIANCE = ROOT.parent / "shared" / "data" / "jmespath-compliance"
 FUNCTIONS = RuleFunctions(parse_time("2026-11-26T10:00:00Z"))
 
 
 def compliance_expressions() -> list[str]:
-    if not COMPLIANCE.is_dir():
-        return []
-    found = []
-    for path in sorted(COMPLIANCE.glob("*.json")):
-        suites = json.loads(path.read_text())
-        if not isinstance(suites, list):
-            continue
-        for suite in suites:
-            for case in suite.get("cases", []):
-                found.append(case["expression"])
-    return found
+    return [case["expression"] for _, group in groups() for case in group["cases"]]
 
 
 def parsed(text: str) -> Any:
@@ -36,7 +25,6 @@ def parsed(text: str) -> Any:
         return jmespath.compile(text).parsed
 
 
-@pytest.mark.skipif(not COMPLIANCE.is_dir(), reason=f"no JMESPath compliance suite at {COMPLIANCE}")
 def test_unparse_round_trips_every_compliance_expression() -> None:
     checked = 0
     for text in compliance_expressions():

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ScenarioFactory, ok
+from support.scenarios import FIXTURES, ScenarioFactory, ok
 from typer.testing import CliRunner
 
 from supervisor import __version__

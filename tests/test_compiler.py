@@ -1,27 +1,24 @@
 """The compiled matchers must be indistinguishable from jmespath's TreeInterpreter.
 
 Two sources of truth: the JMESPath specification's compliance suite (expected results and error
-kinds, shared data outside the repository), and jmespath.search itself on rule-style
+kinds, carried in tests/compliance/), and jmespath.search itself on rule-style
 expressions, with a custom function table, over documents shaped like the engine's subjects.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import jmespath
 import pytest
 from jmespath import exceptions, functions
 from jmespath.visitor import Options
+from support.compliance import groups
 
 from supervisor.compiler import compile_ast
 from supervisor.functions import RuleFunctions
-
-SUITE = Path(__file__).resolve().parents[2] / "shared/data/jmespath-compliance"
 
 # The suite's error kinds and the jmespath exception each must raise. jmespath raises a plain
 # ValueError for a zero slice step ("invalid-value"), and spells the variadic arity error
@@ -56,21 +53,13 @@ def outcome(evaluate: Callable[[], Any]) -> tuple[str, Any]:
 
 
 def compliance_cases() -> list[Any]:
-    if not SUITE.is_dir():
-        # Only these cases are skipped: the differential tests below need no shared data.
-        return [pytest.param(None, None, id="compliance-suite", marks=pytest.mark.skip(
-            reason=f"JMESPath compliance suite not found at {SUITE}"))]
     params = []
-    for path in sorted(SUITE.glob("*.json")):
-        groups = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(groups, list):
-            continue  # schema.json describes the format; it holds no cases
-        index = 0
-        for group in groups:
-            for case in group["cases"]:
-                params.append(pytest.param(
-                    group["given"], case, id=f"{path.stem}#{index}: {case['expression']}"))
-                index += 1
+    counters: dict[str, int] = {}
+    for stem, group in groups():
+        for case in group["cases"]:
+            index = counters[stem] = counters.get(stem, -1) + 1
+            params.append(pytest.param(
+                group["given"], case, id=f"{stem}#{index}: {case['expression']}"))
     return params
 
 
@@ -78,8 +67,6 @@ CASES = compliance_cases()
 
 
 def test_compliance_suite_has_cases() -> None:
-    if not SUITE.is_dir():
-        pytest.skip(f"JMESPath compliance suite not found at {SUITE}")
     kinds = [next(k for k in ("result", "error", "bench") if k in p.values[1]) for p in CASES]
     assert kinds.count("result") >= 742  # the README's count for the reference package
     assert kinds.count("error") > 0 and kinds.count("bench") > 0

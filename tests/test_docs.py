@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES, ROOT, evaluate_dir
+from support.scenarios import FIXTURES, ROOT, evaluate_dir
 
 from supervisor import schemas
 from supervisor.functions import custom_function_docs

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ScenarioFactory, evaluate_dir, keys, ok
+from support.scenarios import ScenarioFactory, evaluate_dir, keys, ok
 
 from supervisor.engine import DISABLED, FIRED, NO_MATCH, OVERRULED, evaluate, fingerprint, reached
 from supervisor.errors import RuleError
@@ -285,7 +285,7 @@ def test_compiled_matchers_give_byte_identical_output(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from conftest import FIXTURES, ROOT
+    from support.scenarios import FIXTURES, ROOT
 
     from supervisor.report import to_json
 

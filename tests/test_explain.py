@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, ScenarioFactory, ok
+from support.scenarios import FIXTURES, ScenarioFactory, ok
 from typer.testing import CliRunner
 
 from supervisor.clauses import Clause

@@ -16,7 +16,8 @@ that runs longer than the per-case timeout (a SIGALRM guard), and a `SupervisorE
 problems do not name a file.
 
 Reproducible and bounded: `SUPERVISOR_FUZZ_SEED` (default 20261126) seeds a random.Random,
-`SUPERVISOR_FUZZ_SECONDS` (default 10) is the budget shared by the four targets,
+`SUPERVISOR_FUZZ_CASES` (default 100) the number of mutated inputs each target runs (a fixed
+number, so that a slow machine runs the same cases as a fast one, only slower),
 `SUPERVISOR_FUZZ_CASE_TIMEOUT` (default 5) the per-case limit. Findings are shrunk a little
 and written to `SUPERVISOR_FUZZ_SAVE` (default: a pytest temporary directory); once understood,
 the minimal input goes to `tests/corpus/`, which `test_corpus_*` below replays on every run.
@@ -45,7 +46,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES, write_scenario
+from support.scenarios import FIXTURES, write_scenario
 
 from supervisor.engine import evaluate
 from supervisor.errors import SupervisorError
@@ -56,14 +57,13 @@ from supervisor.report import render_explanation, render_table, to_json
 from supervisor.rules import default_rules_dir, load_rules
 
 SEED = int(os.environ.get("SUPERVISOR_FUZZ_SEED", "20261126"))
-SECONDS = float(os.environ.get("SUPERVISOR_FUZZ_SECONDS", "10"))
+CASES = int(os.environ.get("SUPERVISOR_FUZZ_CASES", "100"))
 CASE_TIMEOUT = float(os.environ.get("SUPERVISOR_FUZZ_CASE_TIMEOUT", "5"))
 # Corpus entries are small and take milliseconds: a second is generous, and keeps each known
 # hang from costing long while it is not fixed.
 CORPUS_TIMEOUT = float(os.environ.get("SUPERVISOR_CORPUS_TIMEOUT", "1"))
 CORPUS = Path(__file__).parent / "corpus"
 HOMELAB = FIXTURES / "homelab"
-SHARES = {"yaml": 0.25, "json": 0.2, "rules": 0.25, "eval": 0.3}
 
 DEEP = 100_000
 HUGE = 5 * 1024 * 1024
@@ -370,14 +370,14 @@ def _seeds(pattern: str) -> list[Path]:
     return sorted(path for path in FIXTURES.glob(pattern) if path.is_file())
 
 
-def _shrink(data: bytes, fails: Callable[[bytes], bool], budget: float) -> bytes:
-    """Cuts chunks out of `data` while it still fails the same way, for `budget` seconds."""
-    deadline = time.monotonic() + budget
+def _shrink(data: bytes, fails: Callable[[bytes], bool], tries: int) -> bytes:
+    """Cuts chunks out of `data` while it still fails the same way, for at most `tries` tries."""
     chunk = max(1, len(data) // 2)
-    while chunk >= 1 and time.monotonic() < deadline:
+    while chunk >= 1 and tries > 0:
         start, shrunk = 0, False
-        while start < len(data) and time.monotonic() < deadline:
+        while start < len(data) and tries > 0:
             candidate = data[:start] + data[start + chunk:]
+            tries -= 1
             if candidate and fails(candidate):
                 data, shrunk = candidate, True
             else:
@@ -406,7 +406,7 @@ def _report(campaign: Campaign, elapsed: float, save: Path,
                 found = attempt(candidate, finding.seed_file)
                 return found is not None and (found[0], found[1]) == key
 
-            finding.data = _shrink(finding.data, same, budget=3.0)
+            finding.data = _shrink(finding.data, same, tries=200)
         path = save / f"{campaign.target}-{index}{finding.suffix}"
         path.write_bytes(finding.data)
         lines.append(f"{finding.kind} at {finding.where or '?'}: {finding.detail}\n"
@@ -417,14 +417,14 @@ def _report(campaign: Campaign, elapsed: float, save: Path,
 
 
 def run_campaign(target: str, seeds: list[Path], kind: str, save: Path,
-                 attempt: Callable[[bytes, str], tuple[str, str, str] | None]) -> Campaign:
+                 attempt: Callable[[bytes, str], tuple[str, str, str] | None],
+                 cases: int = CASES) -> Campaign:
     rng = random.Random(f"{SEED}-{target}")
     campaign = Campaign(target)
     started = time.monotonic()
-    budget = SECONDS * SHARES[target]
     originals = {_relative(seed): seed.read_bytes() for seed in seeds}
     _check_baseline(target, originals, attempt, all_results=False)
-    while time.monotonic() - started < budget:
+    for _ in range(cases):
         seed_file = rng.choice(list(originals))
         data, mutation = mutate(originals[seed_file], kind, rng)
         case_started = time.monotonic()
@@ -468,12 +468,31 @@ def _tracked(action: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
+def test_a_campaign_runs_a_fixed_number_of_cases_whatever_the_machine(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+
+    def attempt(data: bytes, seed_file: str) -> tuple[str, str, str] | None:
+        time.sleep(0.01)  # a slow machine: the same cases, only later
+        seen.append(data)
+        _last_result[0] = 1
+        return None
+
+    seeds = _seeds("homelab/hosts/*/services.yaml")
+    campaign = run_campaign("yaml", seeds, "yaml", tmp_path, attempt, cases=7)
+    assert campaign.cases == 7 and len(seen) == len(seeds) + 7  # the seeds, then the mutants
+    again: list[bytes] = []
+    run_campaign("yaml", seeds, "yaml", tmp_path,
+                 lambda data, seed_file: again.append(data) or None, cases=7)
+    assert again == seen
+
+
 @pytest.fixture(scope="module")
 def save_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chosen = os.environ.get("SUPERVISOR_FUZZ_SAVE")
     return Path(chosen) if chosen else tmp_path_factory.mktemp("fuzz-findings")
 
 
+@pytest.mark.slow
 def test_fuzz_yaml_loader(tmp_path: Path, save_dir: Path) -> None:
     path = tmp_path / "services.yaml"
 
@@ -492,6 +511,7 @@ def test_fuzz_yaml_loader(tmp_path: Path, save_dir: Path) -> None:
     run_campaign("yaml", seeds, "yaml", save_dir, attempt)
 
 
+@pytest.mark.slow
 def test_fuzz_json_loader(tmp_path: Path, save_dir: Path) -> None:
     path = tmp_path / "record.json"
 
@@ -521,6 +541,7 @@ def _render_all(state: Any, rules: Any, rng: random.Random) -> None:
     render_explanation(explanation).encode("utf-8")
 
 
+@pytest.mark.slow
 def test_fuzz_rules_loader(tmp_path: Path, save_dir: Path, homelab_state: Any) -> None:
     directory = tmp_path / "rules"
     directory.mkdir()
@@ -570,6 +591,7 @@ def _damage_tree(root: Path, rng: random.Random) -> str:
     return f"{how} {victim.relative_to(root).as_posix()}"
 
 
+@pytest.mark.slow
 def test_fuzz_eval_path(tmp_path: Path, save_dir: Path) -> None:
     rng = random.Random(f"{SEED}-eval-path")
     counter = [0]
@@ -598,7 +620,7 @@ def test_fuzz_eval_path(tmp_path: Path, save_dir: Path) -> None:
     started = time.monotonic()
     originals = {_relative(seed): seed.read_bytes() for seed in seeds}
     _check_baseline("eval", originals, attempt, all_results=True)
-    while time.monotonic() - started < SECONDS * SHARES["eval"]:
+    for _ in range(CASES):
         if campaign_rng.random() < 0.1:
             seed_file, data, mutation = "(tree)", b"", ""
         else:

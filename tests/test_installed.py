@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FIXTURES
+from support.scenarios import FIXTURES
 
 
 def command() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ScenarioFactory, evaluate_dir, ok
+from support.scenarios import ScenarioFactory, evaluate_dir, ok
 from typer.testing import CliRunner
 
 from supervisor.cli import app

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES
+from support.scenarios import FIXTURES
 from typer.testing import CliRunner
 
 from supervisor.cli import app

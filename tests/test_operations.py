@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import FIXTURES
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.scenarios import FIXTURES
 from typer.testing import CliRunner
 
 from supervisor.cli import app
@@ -107,6 +108,7 @@ def wait_for_lines(stream_path: Path, count: int, timeout: float) -> list[str]:
     return stream_path.read_text().splitlines() if stream_path.exists() else []
 
 
+@pytest.mark.slow
 def test_watch_runs_once_per_burst_of_changes(tmp_path: Path) -> None:
     lab = tmp_path / "lab"
     shutil.copytree(FIXTURES / "homelab", lab)

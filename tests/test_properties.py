@@ -30,10 +30,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, evaluate_dir
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
+from support.scenarios import ROOT, evaluate_dir
 
 from supervisor.engine import evaluate
 from supervisor.errors import SupervisorError
@@ -375,6 +375,7 @@ def eval_bytes(root: Path, world: Path, now: str | None) -> bytes:
 # Properties.
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(model=homelabs(), seed=st.integers(0, 2**32 - 1))
 def test_eval_is_deterministic_and_independent_of_layout_and_key_order(
@@ -400,6 +401,7 @@ def test_eval_is_deterministic_and_independent_of_layout_and_key_order(
     assert ids == sorted(ids)
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(model=homelabs(), seed=st.integers(0, 2**32 - 1))
 def test_explain_gives_exactly_eval_recommendations_for_every_subject(
@@ -431,6 +433,7 @@ def test_explain_gives_exactly_eval_recommendations_for_every_subject(
         render_explanation(explanation).encode("utf-8")
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(
     model=homelabs(moments=st.datetimes(

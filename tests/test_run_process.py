@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, evaluate_dir
+from support.scenarios import FIXTURES, evaluate_dir
 
 from supervisor.eventlog import EventLog, LogState
 
@@ -64,6 +64,7 @@ def homelab(tmp_path: Path) -> Path:
     return tmp_path / "homelab"
 
 
+@pytest.mark.slow
 def test_killed_at_random_instants_the_log_still_tells_the_truth(homelab: Path) -> None:
     state = homelab.parent / "state"
     chance = random.Random(7)
@@ -109,6 +110,7 @@ def test_concurrent_runs_serialise(homelab: Path) -> None:
     assert len(opened) == len(set(opened)) == len(expected(homelab))
 
 
+@pytest.mark.slow
 def test_interval_stops_cleanly_on_sigterm(homelab: Path) -> None:
     state = homelab.parent / "state"
     process = start(homelab, state, "--interval", "0.2")

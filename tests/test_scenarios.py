@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
+from support.scenarios import FIXTURES
 
 from supervisor.errors import InputError
 from supervisor.scenarios import run

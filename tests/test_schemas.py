@@ -121,7 +121,7 @@ def verdict_cases() -> list[tuple[str, str | None, Any]]:
     """Valid documents from the fixtures, and each mutated in ways that break the schema."""
     import json as json_module
 
-    from conftest import FIXTURES
+    from support.scenarios import FIXTURES
 
     from supervisor.loader import load_yaml
 

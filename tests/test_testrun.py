@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FIXTURES
+from support.scenarios import FIXTURES
 from typer.testing import CliRunner
 
 from supervisor.cli import app

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OBSERVED_AT, ok, write_scenario
+from support.scenarios import OBSERVED_AT, ok, write_scenario
 
 from supervisor.errors import InputError
 from supervisor.world import load_world
