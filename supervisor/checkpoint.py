@@ -1,12 +1,18 @@
-"""The checkpoint: the event log's replayed state, so that a run need not replay the whole log.
+"""The checkpoint: one instance's replayed event log, so that a run need not replay the whole log.
 
 The log is the source of truth. A checkpoint that lags the log (a run killed between appending
 and checkpointing) is brought up to date from the log's tail; a missing one is rebuilt from the
-whole log; an unreadable one is moved aside, loudly, and rebuilt the same way.
+whole log; an unreadable one, or one that holds nonsense, is moved aside, loudly, and rebuilt
+the same way. When the log no longer holds what the checkpoint saw (rotated, truncated,
+replaced, deleted), the checkpoint's state is kept and the run writes it into the current log
+again (a resync), so that the current file alone always replays to the open recommendations.
+
+A checkpoint belongs to one inventory and one instance; another's is refused, never merged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -17,30 +23,46 @@ from typing import Any
 
 from supervisor import schemas
 from supervisor.errors import Problem
-from supervisor.eventlog import EventLog, LogState
-from supervisor.safefile import UnsafeFileError, check_owner, open_file, replace_atomically
+from supervisor.eventlog import EventLog, Mark
+from supervisor.registry import EVENT_TYPES, SUMMARY_STATES
+from supervisor.replay import LogState
+from supervisor.safefile import (
+    UnsafeFileError,
+    check_file,
+    open_file,
+    refuse,
+    remove_leftovers,
+    replace_atomically,
+)
 from supervisor.schemas import JsonSource
 
-VERSION = 1
+VERSION = 2
+EMPTY = Mark(0, hashlib.sha256(b"").hexdigest())
+_MAX_BYTES = 256 << 20  # a checkpoint holds the open set only; anything larger is not ours
 
 
 @dataclass
 class Checkpoint:
-    state: LogState = field(default_factory=LogState)
-    log_size: int = 0
+    state: LogState
+    inventory: str  # the absolute path of the inventory it was written for
+    mark: Mark = EMPTY  # where in the log the replay stopped
     inputs_digest: str | None = None  # of the inputs last evaluated
     valid_until: str | None = None  # until when that evaluation holds for the same inputs
     last_error: str | None = None  # the input problem last reported, to report it once
     observed_at: str | None = None  # of the world last evaluated
+    resync: bool = field(default=False, compare=False)  # the log lost what this state says
 
     def to_json(self) -> dict[str, Any]:
+        state = self.state
         return {
             "version": VERSION,
-            "log_size": self.log_size,
-            "summary": self.state.summary,
-            "summary_changes": self.state.summary_changes,
-            "open": dict(sorted(self.state.open.items())),
-            "transitions": dict(sorted(self.state.transitions.items())),
+            "instance": state.instance,
+            "inventory": self.inventory,
+            "log_size": self.mark.size,
+            "log_tail": self.mark.tail,
+            "summary": state.summary,
+            "summary_id": state.summary_id,
+            "open": dict(sorted(state.open.items())),
             "inputs_digest": self.inputs_digest,
             "valid_until": self.valid_until,
             "last_error": self.last_error,
@@ -48,23 +70,35 @@ class Checkpoint:
         }
 
 
-def load_checkpoint(path: Path, log: EventLog, warn: Callable[[str], None]) -> Checkpoint:
+def load_checkpoint(path: Path, log: EventLog, instance: str, inventory: str,
+                    warn: Callable[[str], None]) -> Checkpoint:
+    """The checkpoint, caught up with the log. Call it holding the checkpoint's lock."""
+    for name in remove_leftovers(path):
+        warn(f"{path.parent / name}: removed a temporary file that a killed run left")
     checkpoint = _read(path, warn)
-    size = log.size()
     if checkpoint is None:
-        checkpoint = Checkpoint()
-        if size:
+        checkpoint = Checkpoint(LogState(instance), inventory)
+        if log.exists():
             warn(f"{path}: rebuilding the open recommendations from {log.path}")
-    elif size < checkpoint.log_size:
-        warn(f"{log.path}: shorter than when last checkpointed (rotated?); "
-             "keeping the checkpoint's open recommendations")
-        checkpoint.log_size = size
-        return checkpoint
-    if size > checkpoint.log_size:
-        # Lines the checkpoint has not seen: a run killed after appending, or a first run.
-        events, checkpoint.log_size = log.read(checkpoint.log_size)
-        for event in events:
-            checkpoint.state.apply(event)
+        checkpoint.mark = log.replay(checkpoint.state)
+    else:
+        _check_written_for(path, checkpoint, instance, inventory)
+        if log.holds(checkpoint.mark):
+            # Lines the checkpoint has not seen: a run killed after appending.
+            checkpoint.mark = log.replay(checkpoint.state, checkpoint.mark.size)
+        else:
+            # Anything of ours in the new file was written after the rotation (a resync a
+            # killed run began, and its transitions), so it applies on top.
+            checkpoint.mark = log.replay(checkpoint.state)
+            checkpoint.resync = True
+            warn(f"{log.path}: rotated, truncated, replaced or deleted since the last run; "
+                 f"writing the {len(checkpoint.state.open)} open recommendation(s) to it "
+                 "again (a resync)")
+    state = checkpoint.state
+    if state.broken:
+        warn(f"{log.path}: skipped {state.broken} broken line(s) of instance {instance!r} "
+             f"(the first: {state.first_broken})")
+        state.broken, state.first_broken = 0, None
     return checkpoint
 
 
@@ -73,36 +107,77 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     replace_atomically(path, data.encode())
 
 
+def _check_written_for(path: Path, checkpoint: Checkpoint, instance: str,
+                          inventory: str) -> None:
+    written_for = f"the inventory {checkpoint.inventory} (instance {checkpoint.state.instance!r})"
+    wanted = f"{inventory} (instance {instance!r})"
+    if checkpoint.inventory != inventory or checkpoint.state.instance != instance:
+        raise refuse(path, f"was written for {written_for}, not for {wanted}; give each "
+                     "inventory its own --checkpoint (and --instance), or remove this one to "
+                     "start over from the event log")
+
+
 def _read(path: Path, warn: Callable[[str], None]) -> Checkpoint | None:
-    if not path.exists() and not path.is_symlink():
+    if not os.path.lexists(path):
         return None
     descriptor = open_file(path, os.O_RDONLY)
     try:
-        check_owner(path, descriptor)
-        chunks = []
-        while chunk := os.read(descriptor, 1 << 20):
+        check_file(path, descriptor)
+        chunks, total = [], 0
+        while total <= _MAX_BYTES and (chunk := os.read(descriptor, 1 << 20)):
             chunks.append(chunk)
+            total += len(chunk)
+    except OSError as error:
+        raise refuse(path, f"cannot be read: {error.strerror}") from None
     finally:
         os.close(descriptor)
-    try:
-        document = json.loads(b"".join(chunks))
-        problems = schemas.check("checkpoint", document, JsonSource(str(path)))
-    except (ValueError, RecursionError):
-        problems = [Problem(str(path), message="is not valid JSON")]
+    content = b"".join(chunks)
+    problems: list[Problem] = []
+    if len(content) > _MAX_BYTES:
+        problems = [Problem(str(path), message=f"is larger than {_MAX_BYTES >> 20} MiB")]
+    else:
+        try:
+            document = json.loads(content)
+            problems = schemas.check("checkpoint", document, JsonSource(str(path)))
+        except (ValueError, RecursionError):
+            problems = [Problem(str(path), message="is not valid JSON")]
+    if not problems:
+        problems = _nonsense(path, document)
     if problems:
         _move_aside(path, problems, warn)
         return None
-    state = LogState(open=document["open"], transitions=document["transitions"],
-                     summary=document.get("summary"),
-                     summary_changes=document.get("summary_changes", 0))
-    return Checkpoint(state, document["log_size"], document.get("inputs_digest"),
-                      document.get("valid_until"), document.get("last_error"),
-                      document.get("observed_at"))
+    state = LogState(document["instance"], open=document["open"],
+                     summary=document.get("summary"), summary_id=document.get("summary_id"))
+    return Checkpoint(state, document["inventory"],
+                      Mark(document["log_size"], document["log_tail"]),
+                      document.get("inputs_digest"), document.get("valid_until"),
+                      document.get("last_error"), document.get("observed_at"))
+
+
+def _nonsense(path: Path, document: dict[str, Any]) -> list[Problem]:
+    """What the schema cannot say: names that must come from the registries, keys that must
+    agree with what they index."""
+    source = JsonSource(str(path))
+    problems = []
+    if document.get("summary") not in (None, *SUMMARY_STATES):
+        problems.append(source.problem(("summary",), "is not a summary state"))
+    for fingerprint, entry in document["open"].items():
+        if entry["event"] not in EVENT_TYPES:
+            problems.append(source.problem(("open", fingerprint, "event"),
+                                           "is not a reconcile event type"))
+        if entry["fingerprint"] != fingerprint:
+            problems.append(source.problem(("open", fingerprint, "fingerprint"),
+                                           "differs from the key it is filed under"))
+    return problems
 
 
 def _move_aside(path: Path, problems: list[Problem], warn: Callable[[str], None]) -> None:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while os.path.lexists(aside):  # two in the same instant: the lock makes the check safe
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+        number += 1
     try:
         os.rename(path, aside)
     except OSError as error:

@@ -416,21 +416,54 @@ def run_command(
     ] = False,
     metrics_file: MetricsOpt = None,
     quiet: QuietOpt = False,
+    instance: Annotated[
+        str | None,
+        typer.Option("--instance", metavar="NAME", show_default=False,
+                     help="This supervisor's name on its log lines; it reads only its own, so "
+                     "several may share a log. [env SUPERVISOR_INSTANCE; default: from the "
+                     "inventory and checkpoint paths]"),
+    ] = None,
+    lock_timeout: Annotated[
+        float,
+        typer.Option("--lock-timeout", metavar="SECONDS",
+                     help="Wait at most this long for the checkpoint's and the log's locks."),
+    ] = 30.0,
 ) -> None:
     """Evaluate now; append what changed to the event log."""
     from supervisor.errors import InputError, Problem
-    from supervisor.transitions import Paths, RunReport, Stopper, loop, run_once, watch
+    from supervisor.transitions import (
+        INSTANCE,
+        Paths,
+        RunReport,
+        Stopper,
+        default_instance,
+        loop,
+        run_once,
+        watch,
+    )
 
     if once and (interval is not None or watch_changes):
         raise InputError([Problem("--once", message="excludes --interval and --watch")])
     if interval is not None and not 0 < interval < math.inf:
         raise InputError([Problem("--interval", message="must be a positive number of seconds")])
+    if not 0 <= lock_timeout < math.inf:
+        raise InputError([Problem("--lock-timeout", message="must be a number of seconds, 0 "
+                                  "or more")])
+    for option, value in (("--events", events), ("--checkpoint", checkpoint)):
+        if value is not None and str(value) in ("", "."):  # typer reads "" as "."
+            raise InputError([Problem(option, message="names no file")])
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
     env = os.environ
     paths = Paths(
         events=events or Path(env.get("SUPERVISOR_EVENTS") or DEFAULT_EVENTS),
         checkpoint=checkpoint or Path(env.get("SUPERVISOR_CHECKPOINT") or DEFAULT_CHECKPOINT),
     )
+    instance = instance or env.get("SUPERVISOR_INSTANCE") or default_instance(
+        inputs.inventory, paths.checkpoint)
+    if not INSTANCE.fullmatch(instance):
+        raise InputError([Problem("--instance", message=f"{instance!r} is not a name: up to 64 "
+                                  "letters, digits and . _ : @ -, starting with a letter or "
+                                  "digit")])
 
     def warn(message: str) -> None:
         sys.stderr.write(f"{message}\n")
@@ -447,7 +480,8 @@ def run_command(
     if interval is None and not watch_changes:
         started = time.monotonic()
         try:
-            report(run_once(inputs, paths, warn=warn), started)
+            report(run_once(inputs, paths, instance=instance, warn=warn,
+                            lock_timeout=lock_timeout), started)
         except SupervisorError as error:
             _error_metrics(metrics_file, error, started)
             raise
@@ -456,7 +490,8 @@ def run_command(
 
     def cycle() -> None:
         started = time.monotonic()
-        result = run_once(inputs, paths, warn=warn, keep_going=True)
+        result = run_once(inputs, paths, instance=instance, warn=warn, keep_going=True,
+                          lock_timeout=lock_timeout, cancelled=lambda: stopper.stopping)
         for problem in result.problems:
             warn(str(problem))
         report(result, started)

@@ -1,136 +1,153 @@
 """The append-only event log: one JSON object per line, the source of truth for `run`.
 
-Appends take an exclusive `flock` and go out in one write, then fsync. A writer killed mid-write
-can leave a partial last line; the next writer (holding the lock) cuts it off before appending,
-so the log only ever holds whole lines. Replaying the log's reconcile events gives the open
-recommendations: a reconcile event opens (or updates) its fingerprint, `reconcile_resolved`
-closes it. Lines from other sources are kept and ignored.
+Appends take an exclusive `flock` and go out in one write, then fsync. Nothing is ever cut:
+other programs may write to the log, and a last line without its newline (theirs, or one of
+ours from a writer killed mid-write) is ended with a newline before we append, so at worst it
+stays a line that does not parse, which every reader skips. Only bytes we have just written
+ourselves, in a write that failed (a full disk), are taken back.
+
+A `Mark` records where our last append ended and what the bytes just before that point were:
+if the file at that path no longer holds them, it was rotated, truncated, replaced or deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.registry import EVENT_TYPES
-from supervisor.safefile import open_file
+from supervisor.replay import LogState
+from supervisor.safefile import open_file, refuse, wait_for_lock, write_all
 
-SOURCE = "runtime-supervisor"
-RESOLVED = "reconcile_resolved"
-SUMMARY = "supervisor_summary"
-ERROR = "supervisor_error"
-_CHUNK = 1 << 16
+_TAIL = 4096  # bytes before a mark that identify the file
 
 
-def event_id(*parts: object) -> str:
-    """Deterministic: a line written twice (after a crash) carries the same id both times."""
-    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()[:16]
-
-
-@dataclass
-class LogState:
-    """What replaying the log gives: open recommendations by fingerprint, and counters."""
-
-    open: dict[str, dict[str, Any]] = field(default_factory=dict)
-    transitions: dict[str, int] = field(default_factory=dict)  # per fingerprint, for event ids
-    summary: str | None = None
-    summary_changes: int = 0
-
-    def apply(self, event: dict[str, Any]) -> None:
-        if event.get("source") != SOURCE:
-            return
-        kind = event.get("type")
-        fingerprint = event.get("fingerprint")
-        if kind in EVENT_TYPES and isinstance(fingerprint, str):
-            self.open[fingerprint] = {key: event.get(key) for key in _RECOMMENDATION_KEYS}
-            self.open[fingerprint]["event"] = kind
-            self.transitions[fingerprint] = self.transitions.get(fingerprint, 0) + 1
-        elif kind == RESOLVED and isinstance(fingerprint, str):
-            self.open.pop(fingerprint, None)
-            self.transitions[fingerprint] = self.transitions.get(fingerprint, 0) + 1
-        elif kind == SUMMARY and isinstance(event.get("summary"), str):
-            self.summary = event["summary"]
-            self.summary_changes += 1
-
-
-_RECOMMENDATION_KEYS = ("subject", "condition", "action", "severity", "rule", "reason",
-                        "fingerprint")
+@dataclass(frozen=True)
+class Mark:
+    size: int
+    tail: str  # sha256 of the (up to) _TAIL bytes before `size`
 
 
 class EventLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, lock_timeout: float = 30.0,
+                 cancelled: Callable[[], bool] = lambda: False) -> None:
         self.path = path
+        self.lock_timeout = lock_timeout
+        self.cancelled = cancelled
 
-    def size(self) -> int:
-        try:
-            return self.path.lstat().st_size
-        except FileNotFoundError:
-            return 0
+    def exists(self) -> bool:
+        return os.path.lexists(self.path)
 
-    def append(self, events: list[dict[str, Any]]) -> int:
-        """Appends whole lines, durably; returns the log's size afterwards."""
-        data = b"".join(
-            json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-            for event in events
-        )
+    def append(self, events: list[dict[str, Any]]) -> Mark:
+        """Appends whole lines, durably; returns the mark just after them."""
+        data = b"".join(encode(event) for event in events)
         descriptor = open_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            _cut_partial_line(descriptor)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view):]
-            os.fsync(descriptor)
-            return os.fstat(descriptor).st_size
+            wait_for_lock(self.path, descriptor, fcntl.LOCK_EX, self.lock_timeout,
+                          self.cancelled)
+            size = os.fstat(descriptor).st_size
+            if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                data = b"\n" + data  # end another writer's (or a killed run's) partial line
+            try:
+                write_all(descriptor, data)
+                os.fsync(descriptor)
+            except OSError as error:
+                # Only what this write added is provably ours to take back.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(descriptor, size)
+                raise refuse(self.path, f"cannot be written: {error.strerror}") from None
+            return _mark(descriptor, size + len(data))
         finally:
             os.close(descriptor)
 
-    def read(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """The whole lines from `offset` on, parsed, and the offset just after the last one.
-
-        Lines that are not JSON objects (another writer's, or damaged) are skipped.
-        """
-        if not self.path.exists() and not self.path.is_symlink():
-            return [], 0
+    def mark(self) -> Mark | None:
+        """The mark at the end of the file now, or None when there is no file."""
+        if not self.exists():
+            return None
         descriptor = open_file(self.path, os.O_RDONLY)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_SH)
-            os.lseek(descriptor, offset, os.SEEK_SET)
-            chunks = []
-            while chunk := os.read(descriptor, _CHUNK):
-                chunks.append(chunk)
+            return _mark(descriptor, os.fstat(descriptor).st_size)
         finally:
             os.close(descriptor)
-        data = b"".join(chunks)
-        complete = data[: data.rfind(b"\n") + 1]
+
+    def holds(self, mark: Mark) -> bool:
+        """Whether the file still holds what it held at `mark` (not rotated or replaced)."""
+        if not self.exists():
+            return mark.size == 0
+        descriptor = open_file(self.path, os.O_RDONLY)
+        try:
+            if os.fstat(descriptor).st_size < mark.size:
+                return False
+            return _mark(descriptor, mark.size) == mark
+        finally:
+            os.close(descriptor)
+
+    def lines(self, offset: int = 0) -> Iterator[tuple[bytes, int]]:
+        """Each whole line from `offset` on, with the offset just after it. A last line without
+        its newline is not yielded: its writer may still be writing it."""
+        if not self.exists():
+            return
+        descriptor = open_file(self.path, os.O_RDONLY)
+        with os.fdopen(descriptor, "rb", buffering=1 << 20) as handle:
+            handle.seek(offset)
+            position = offset
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    return
+                position += len(line)
+                yield line, position
+
+    def replay(self, state: LogState, offset: int = 0) -> Mark:
+        """Applies every whole line from `offset` on to `state`; returns the mark after them.
+
+        Streams: memory holds one line and the open recommendations, whatever the log's size.
+        """
+        end = offset
+        loads = json.loads
+        apply = state.apply
+        for line, end in self.lines(offset):  # noqa: B007 - `end` is used after the loop
+            try:
+                apply(loads(line))
+            except (ValueError, RecursionError):
+                continue  # not JSON: another writer's, or a partial line ended later
+        return self.mark_at(end)
+
+    def mark_at(self, size: int) -> Mark:
+        if not self.exists():
+            return Mark(0, _digest(b""))
+        descriptor = open_file(self.path, os.O_RDONLY)
+        try:
+            return _mark(descriptor, size)
+        finally:
+            os.close(descriptor)
+
+    def read(self, offset: int = 0) -> list[dict[str, Any]]:
+        """Every whole line that is a JSON object (for tests and small logs)."""
         events = []
-        for line in complete.splitlines():
+        for line, _ in self.lines(offset):
             try:
                 event = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(event, dict):
                 events.append(event)
-        return events, offset + len(complete)
+        return events
 
 
-def _cut_partial_line(descriptor: int) -> None:
-    """Truncates a last line that a killed writer left without its newline."""
-    size = os.fstat(descriptor).st_size
-    if size == 0 or os.pread(descriptor, 1, size - 1) == b"\n":
-        return
-    end = size
-    while end > 0:
-        start = max(0, end - _CHUNK)
-        block = os.pread(descriptor, end - start, start)
-        newline = block.rfind(b"\n")
-        if newline >= 0:
-            os.ftruncate(descriptor, start + newline + 1)
-            return
-        end = start
-    os.ftruncate(descriptor, 0)
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def _mark(descriptor: int, size: int) -> Mark:
+    start = max(0, size - _TAIL)
+    return Mark(size, _digest(os.pread(descriptor, size - start, start)))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -11,7 +11,9 @@ append, since other programs may write to it too.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import signal
 import threading
 import time
@@ -26,11 +28,24 @@ from typing import Any
 from supervisor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
-from supervisor.eventlog import ERROR, RESOLVED, SOURCE, SUMMARY, EventLog, LogState, event_id
+from supervisor.eventlog import EventLog
 from supervisor.inputs import Inputs, digest, evaluate_inputs
 from supervisor.metrics import Snapshot
+from supervisor.replay import (
+    ERROR,
+    FIELDS,
+    RESOLVED,
+    SOURCE,
+    SUMMARY,
+    LogState,
+    event_id,
+    opening_id,
+    resolution_id,
+)
 from supervisor.safefile import locked
 from supervisor.timestamps import format_time, parse_time
+
+RESYNC = "resync"  # the count of lines a run wrote again
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,18 @@ class Paths:
     @property
     def lock(self) -> Path:
         return self.checkpoint.with_name(self.checkpoint.name + ".lock")
+
+
+INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
+
+
+def default_instance(inventory: Path, checkpoint: Path) -> str:
+    """A name for the supervisor that keeps this inventory with this checkpoint: two of them
+    sharing a log (two sites, two people with the default paths) get different ones."""
+    inventory_path, checkpoint_path = os.path.abspath(inventory), os.path.abspath(checkpoint)
+    tag = hashlib.sha256(f"{inventory_path}\0{checkpoint_path}".encode()).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", Path(inventory_path).parent.name)[:40].strip("-.")
+    return f"{stem or 'homelab'}-{tag}"
 
 
 @dataclass
@@ -66,6 +93,9 @@ class RunReport:
     def line(self) -> str:
         if self.problems:
             return f"{self.now} run {self.run_id}: input problems, state kept"
+        if self.skipped and self.counts:
+            return (f"{self.now} run {self.run_id}: inputs unchanged; "
+                    f"{self.counts.get(RESYNC, 0)} line(s) written again (resync)")
         if self.skipped:
             return f"{self.now} run {self.run_id}: inputs unchanged, nothing to do"
         changes = ", ".join(f"{count} {kind}" for kind, count in sorted(self.counts.items()))
@@ -80,44 +110,59 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def run_once(inputs: Inputs, paths: Paths, *, clock: Clock = wall_clock,
-             warn: Callable[[str], None] = print, keep_going: bool = False) -> RunReport:
+def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
+             clock: Clock = wall_clock, warn: Callable[[str], None] = print,
+             keep_going: bool = False, lock_timeout: float = 30.0,
+             cancelled: Callable[[], bool] = lambda: False) -> RunReport:
     """One evaluation and its transitions, appended and checkpointed.
 
     Bad input raises `SupervisorError` and writes nothing, unless `keep_going` (the loop): then
-    an error event is appended once per distinct problem, and the state is kept.
+    an error event is appended once per distinct problem, and the state is kept. A log that
+    lost what the checkpoint saw gets the open recommendations again first (a resync).
     """
-    log = EventLog(paths.events)
-    with locked(paths.lock):
-        checkpoint = load_checkpoint(paths.checkpoint, log, warn)
+    instance = instance or default_instance(inputs.inventory, paths.checkpoint)
+    log = EventLog(paths.events, lock_timeout=lock_timeout, cancelled=cancelled)
+    with locked(paths.lock, lock_timeout, cancelled):
+        checkpoint = load_checkpoint(paths.checkpoint, log, instance,
+                                     os.path.abspath(inputs.inventory), warn)
         now = parse_time(inputs.now) if inputs.now else clock()
         report = RunReport(run_id=uuid.uuid4().hex[:12], now=format_time(now))
+        events = resync(checkpoint.state, report.now, report.run_id) if checkpoint.resync else []
         fingerprint = digest(inputs)
         if (fingerprint == checkpoint.inputs_digest and checkpoint.last_error is None
                 and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))):
             report.skipped = True
+            _commit(log, paths, checkpoint, events, report)
             return _settle(report, checkpoint)
         try:
             loaded, evaluation = evaluate_inputs(inputs, clock=now)
         except SupervisorError as error:
             if not keep_going:
                 raise
-            _record_error(log, checkpoint, error.problems, report)
-            save_checkpoint(paths.checkpoint, checkpoint)
+            events += _error_lines(checkpoint, error.problems, report)
+            _commit(log, paths, checkpoint, events, report)
             report.problems = error.problems
             return _settle(report, checkpoint)
-        events = transitions(checkpoint.state, evaluation, report.run_id)
-        if events:
-            checkpoint.log_size = log.append(events)
+        events += transitions(checkpoint.state, evaluation, report.run_id)
         checkpoint.inputs_digest = fingerprint
         checkpoint.valid_until = (format_time(evaluation.valid_until)
                                   if evaluation.valid_until else None)
         checkpoint.last_error = None
         checkpoint.observed_at = format_time(loaded.state.world.observed_at)
-        save_checkpoint(paths.checkpoint, checkpoint)
-    for event in events:
-        report.counts[event["type"]] = report.counts.get(event["type"], 0) + 1
+        _commit(log, paths, checkpoint, events, report)
     return _settle(report, checkpoint)
+
+
+def _commit(log: EventLog, paths: Paths, checkpoint: Checkpoint, events: list[dict[str, Any]],
+            report: RunReport) -> None:
+    """The log first, then the checkpoint: a run killed between the two is caught up from the
+    log's tail by the next one."""
+    if events:
+        checkpoint.mark = log.append(events)
+    save_checkpoint(paths.checkpoint, checkpoint)
+    for event in events:
+        kind = RESYNC if event.get("resync") else event["type"]
+        report.counts[kind] = report.counts.get(kind, 0) + 1
 
 
 def _settle(report: RunReport, checkpoint: Checkpoint) -> RunReport:
@@ -149,48 +194,68 @@ def transitions(state: LogState, evaluation: Evaluation, run_id: str) -> list[di
         for fingerprint in sorted(set(state.open) - set(current)):
             emit(_resolved(state, fingerprint, now, run_id))
     if evaluation.summary != state.summary:
-        emit({"ts": now, "source": SOURCE, "type": SUMMARY, "summary": evaluation.summary,
-              "previous": state.summary, "run_id": run_id,
-              "id": event_id("summary", state.summary_changes, evaluation.summary)})
+        emit({"ts": now, "source": SOURCE, "type": SUMMARY, "instance": state.instance,
+              "summary": evaluation.summary, "previous": state.summary, "run_id": run_id,
+              "id": event_id(state.instance, SUMMARY, now, state.summary, evaluation.summary)})
+    return events
+
+
+def resync(state: LogState, now: str, run_id: str) -> list[dict[str, Any]]:
+    """Every open recommendation (and the summary) again, each with the id of the line that
+    last opened or changed it, so that a consumer that has seen that line can drop this one."""
+    events = [{
+        "ts": now, "source": SOURCE, "type": entry["event"], "instance": state.instance,
+        **{key: entry[key] for key in FIELDS}, "run_id": run_id, "id": entry["id"],
+        "opened_at": entry["opened_at"], "resync": True,
+    } for _, entry in sorted(state.open.items())]
+    if state.summary is not None:
+        events.append({"ts": now, "source": SOURCE, "type": SUMMARY, "instance": state.instance,
+                       "summary": state.summary, "run_id": run_id, "id": state.summary_id,
+                       "resync": True})
     return events
 
 
 def _opened(r: Recommendation, state: LogState, now: str, run_id: str) -> dict[str, Any]:
-    sequence = state.transitions.get(r.fingerprint, 0)
+    before = state.open.get(r.fingerprint)
+    opened_at, changes = (before["opened_at"], before["changes"]) if before else (now, 0)
     return {
-        "ts": now, "source": SOURCE, "type": r.event, "subject": r.subject.to_json(),
-        "condition": r.condition, "action": r.action, "severity": r.severity, "rule": r.rule,
-        "reason": r.reason, "fingerprint": r.fingerprint, "run_id": run_id,
-        "id": event_id(r.fingerprint, sequence, r.event, r.action, r.severity),
+        "ts": now, "source": SOURCE, "type": r.event, "instance": state.instance,
+        "subject": r.subject.to_json(), "condition": r.condition, "action": r.action,
+        "severity": r.severity, "rule": r.rule, "reason": r.reason,
+        "fingerprint": r.fingerprint, "run_id": run_id,
+        "id": opening_id(state.instance, r.fingerprint, opened_at, changes, r.event, r.action,
+                         r.severity),
+        "opened_at": opened_at,
     }
 
 
 def _resolved(state: LogState, fingerprint: str, now: str, run_id: str) -> dict[str, Any]:
     before = state.open[fingerprint]
-    sequence = state.transitions.get(fingerprint, 0)
     return {
-        "ts": now, "source": SOURCE, "type": RESOLVED, "subject": before["subject"],
-        "condition": before.get("condition"), "action": before.get("action"),
-        "severity": before.get("severity"), "rule": before.get("rule"),
-        "reason": f"no longer holds (was: {before.get('reason')})",
+        "ts": now, "source": SOURCE, "type": RESOLVED, "instance": state.instance,
+        "subject": before["subject"], "condition": before["condition"],
+        "action": before["action"], "severity": before["severity"], "rule": before["rule"],
+        "reason": f"no longer holds (was: {before['reason']})",
         "fingerprint": fingerprint, "run_id": run_id,
-        "id": event_id(fingerprint, sequence, RESOLVED),
+        "id": resolution_id(state.instance, fingerprint, before["opened_at"]),
+        "opened_at": before["opened_at"],
     }
 
 
-def _record_error(log: EventLog, checkpoint: Checkpoint, problems: list[Problem],
-                  report: RunReport) -> None:
+def _error_lines(checkpoint: Checkpoint, problems: list[Problem],
+                 report: RunReport) -> list[dict[str, Any]]:
     text = "\n".join(str(problem) for problem in problems)
     if text == checkpoint.last_error:
-        return  # already reported; say it again only when it changes
+        return []  # already reported; say it again only when it changes
     checkpoint.last_error = text
     checkpoint.inputs_digest = None
-    checkpoint.log_size = log.append([{
-        "ts": report.now, "source": SOURCE, "type": ERROR,
+    instance = checkpoint.state.instance
+    return [{
+        "ts": report.now, "source": SOURCE, "type": ERROR, "instance": instance,
         "reason": f"{len(problems)} input problem(s); recommendations kept from the last good run",
         "problems": [str(problem) for problem in problems], "run_id": report.run_id,
-        "id": event_id("error", text),
-    }])
+        "id": event_id(instance, ERROR, report.now, text),
+    }]
 
 
 class Stopper:

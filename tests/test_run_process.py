@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from support.scenarios import FIXTURES, evaluate_dir
 
-from supervisor.eventlog import EventLog, LogState
+from supervisor.eventlog import EventLog
+from supervisor.replay import SOURCE, LogState
 
 KILLS = int(os.environ.get("SUPERVISOR_KILL_RUNS", "25"))
 NOW = "2026-11-26T10:01:00Z"
@@ -35,8 +36,9 @@ def start(directory: Path, state: Path, *extra: str, **options: Any) -> subproce
 
 
 def replay(state: Path) -> dict[str, dict[str, Any]]:
-    log = LogState()
-    for event in EventLog(state / "events.log").read()[0]:
+    events = EventLog(state / "events.log").read()
+    log = LogState(next((e["instance"] for e in events if e.get("source") == SOURCE), ""))
+    for event in events:
         log.apply(event)
     return log.open
 
@@ -90,7 +92,7 @@ def test_killed_at_random_instants_the_log_still_tells_the_truth(homelab: Path) 
     open_now = replay(state)
     assert {fp: (e["event"], e["action"], e["severity"]) for fp, e in open_now.items()} == \
         expected(homelab)
-    events = EventLog(state / "events.log").read()[0]
+    events = EventLog(state / "events.log").read()
     text = (state / "events.log").read_text()
     assert text.endswith("\n") and len(text.splitlines()) == len(events)  # whole lines only
     by_id: dict[str, tuple[Any, ...]] = {}
@@ -105,7 +107,7 @@ def test_concurrent_runs_serialise(homelab: Path) -> None:
     for process in processes:
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
-    events = EventLog(state / "events.log").read()[0]
+    events = EventLog(state / "events.log").read()
     opened = [e["fingerprint"] for e in events if e["type"].startswith("reconcile_")]
     assert len(opened) == len(set(opened)) == len(expected(homelab))
 

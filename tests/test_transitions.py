@@ -12,10 +12,11 @@ from support.scenarios import FIXTURES, ScenarioFactory, evaluate_dir, ok
 
 from supervisor.checkpoint import load_checkpoint
 from supervisor.errors import SupervisorError
-from supervisor.eventlog import EventLog, LogState
+from supervisor.eventlog import EventLog
 from supervisor.inputs import Inputs
+from supervisor.replay import SOURCE, LogState
 from supervisor.safefile import UnsafeFileError
-from supervisor.transitions import Paths, run_once
+from supervisor.transitions import Paths, default_instance, run_once
 
 NOW = "2026-11-26T10:01:00Z"
 
@@ -32,13 +33,17 @@ def paths(tmp_path: Path) -> Paths:
 
 
 def lines(paths: Paths) -> list[dict[str, Any]]:
-    return EventLog(paths.events).read()[0]
+    return EventLog(paths.events).read()
 
 
-def replayed(paths: Paths) -> dict[str, dict[str, Any]]:
-    """The open recommendations, as a consumer replaying the log sees them."""
-    state = LogState()
-    for event in lines(paths):
+def replayed(paths: Paths, instance: str | None = None) -> dict[str, dict[str, Any]]:
+    """The open recommendations, as a consumer replaying the log sees them (the instance of
+    the log's first line of ours, unless told)."""
+    events = lines(paths)
+    if instance is None:
+        instance = next((e["instance"] for e in events if e.get("source") == SOURCE), "")
+    state = LogState(instance)
+    for event in events:
         state.apply(event)
     return state.open
 
@@ -56,9 +61,13 @@ def test_first_run_opens_every_recommendation(paths: Paths) -> None:
     assert events[-1]["type"] == "supervisor_summary" and events[-1]["summary"] == "unstable"
     assert report.open == len(expected)
     first = opened[0]
-    assert list(first) == ["ts", "source", "type", "subject", "condition", "action", "severity",
-                           "rule", "reason", "fingerprint", "run_id", "id"]
+    assert list(first) == ["ts", "source", "type", "instance", "subject", "condition", "action",
+                           "severity", "rule", "reason", "fingerprint", "run_id", "id",
+                           "opened_at"]
     assert first["source"] == "runtime-supervisor" and first["ts"] == NOW
+    assert first["opened_at"] == NOW
+    assert {e["instance"] for e in events} == {default_instance(FIXTURES / "homelab" / "hosts",
+                                                                paths.checkpoint)}
 
 
 def test_an_unchanged_run_appends_nothing(paths: Paths) -> None:
@@ -153,15 +162,74 @@ def test_what_freezes_resolution_is_the_rules_to_say(paths: Paths, tmp_path: Pat
         assert set(replayed(paths)) == {stale["fingerprint"]}
 
 
-def test_event_ids_are_deterministic(tmp_path: Path) -> None:
+def test_event_ids_are_the_same_for_the_same_transition(tmp_path: Path) -> None:
+    """Written again after a crash (here: a second state directory, the same instance), the
+    same transitions carry the same ids."""
     runs = []
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
         paths = Paths(tmp_path / name / "events.log", tmp_path / name / "checkpoint.json")
-        run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+        run_once(inputs(FIXTURES / "homelab"), paths, instance="lab", warn=quiet)
         runs.append([e["id"] for e in lines(paths)])
     assert runs[0] == runs[1]
     assert len(set(runs[0])) == len(runs[0])
+
+
+def test_a_lost_append_is_written_again_with_the_same_ids(scenario: ScenarioFactory,
+                                                          paths: Paths) -> None:
+    root = scenario({"n1": "services:\n  a: {}\n"}, services={"n1/a": {"status": "failed"}})
+    run_once(inputs(root), paths, warn=quiet)
+    log, checkpoint = paths.events.read_bytes(), paths.checkpoint.read_bytes()
+    (root / "world/services/n1/a.json").write_text(json.dumps(ok()))
+    run_once(inputs(root, "2026-11-26T10:02:00Z"), paths, warn=quiet)
+    written = lines(paths)[len(log.splitlines()):]
+    # The machine crashed: neither that append nor the checkpoint reached the disk.
+    paths.events.write_bytes(log)
+    paths.checkpoint.write_bytes(checkpoint)
+    run_once(inputs(root, "2026-11-26T10:02:00Z"), paths, warn=quiet)
+    again = lines(paths)[len(log.splitlines()):]
+    assert [e["id"] for e in again] == [e["id"] for e in written]
+    assert [e["type"] for e in again] == ["reconcile_resolved", "supervisor_summary"]
+
+
+def test_an_episode_after_a_wipe_gets_a_new_id(scenario: ScenarioFactory, paths: Paths) -> None:
+    """Open, resolve, lose the log and the checkpoint (a reboot clears /tmp), open again: the
+    second episode's opening is a new id, so a consumer that drops ids it has seen keeps it."""
+    root = scenario({"n1": "services:\n  a: {}\n"}, services={"n1/a": {"status": "failed"}})
+    run_once(inputs(root), paths, warn=quiet)
+    first = lines(paths)[0]
+    (root / "world/services/n1/a.json").write_text(json.dumps(ok()))
+    run_once(inputs(root, "2026-11-26T10:02:00Z"), paths, warn=quiet)
+    resolved = lines(paths)[-2]
+    assert resolved["type"] == "reconcile_resolved"
+    assert resolved["opened_at"] == first["opened_at"] == NOW
+    paths.events.unlink()
+    paths.checkpoint.unlink()
+    (root / "world/services/n1/a.json").write_text(json.dumps({"status": "failed"}))
+    run_once(inputs(root, "2026-11-26T10:03:00Z"), paths, warn=quiet)
+    second = lines(paths)[0]
+    assert second["fingerprint"] == first["fingerprint"]
+    assert second["opened_at"] == "2026-11-26T10:03:00Z"
+    assert second["id"] not in {first["id"], resolved["id"]}
+
+
+def test_a_change_keeps_the_episode_and_gets_its_own_id(scenario: ScenarioFactory,
+                                                        paths: Paths) -> None:
+    root = scenario({"n1": "services:\n  a: {}\n"}, services={"n1/a": {"status": "failed"}})
+    run_once(inputs(root), paths, warn=quiet)
+    (root / "world/deployments").mkdir()
+    for index in range(3):
+        (root / f"world/deployments/d{index}.json").write_text(json.dumps({
+            "id": f"d{index}", "service": "n1/a", "status": "failed",
+            "started_at": f"2026-11-26T0{index + 5}:00:00Z"}))
+    run_once(inputs(root, "2026-11-26T10:05:00Z"), paths, warn=quiet)
+    ours = [e for e in lines(paths) if e["type"].startswith("reconcile_")]
+    by_rule = {}
+    for event in ours:
+        by_rule.setdefault(event["fingerprint"], []).append(event)
+    assert len({e["id"] for e in ours}) == len(ours)
+    for episode in by_rule.values():
+        assert len({e["opened_at"] for e in episode}) == 1
 
 
 def test_checkpoint_lagging_the_log_is_caught_up(paths: Paths) -> None:
@@ -194,21 +262,34 @@ def test_corrupt_checkpoint_is_moved_aside_loudly(paths: Paths) -> None:
     assert len(lines(paths)) == count
     assert any("WARNING" in m and "moved it to" in m for m in messages)
     assert len(list(paths.checkpoint.parent.glob("checkpoint.json.corrupt-*"))) == 1
-    assert json.loads(paths.checkpoint.read_text())["version"] == 1
+    assert json.loads(paths.checkpoint.read_text())["version"] == 2
 
 
-def test_partial_last_line_is_cut_before_appending(paths: Paths) -> None:
+def test_a_partial_last_line_is_ended_never_cut(paths: Paths) -> None:
+    """Issue 11 item 4: a last line without its newline may be another writer's; it is kept,
+    ended with a newline, and skipped by readers since it does not parse."""
     run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
     whole = paths.events.read_bytes()
+    partial = b'{"ts": "2026-11-26T10:01:00Z", "source": "backup-agent", "msg": "half a reco'
     with paths.events.open("ab") as handle:
-        handle.write(b'{"ts": "2026-11-26T10:01:00Z", "source": "runtime-sup')
-    _events, end = EventLog(paths.events).read()
-    assert end == len(whole)
+        handle.write(partial)
     run_once(inputs(FIXTURES / "homelab", "2026-11-26T11:00:00Z"), paths, warn=quiet)
-    text = paths.events.read_text()
-    assert text.startswith(whole.decode())
-    assert "runtime-sup\n" not in text and "runtime-sup{" not in text
-    assert all(json.loads(line) for line in text.splitlines())
+    data = paths.events.read_bytes()
+    assert data.startswith(whole + partial + b"\n")
+    stale = json.loads(data[len(whole + partial + b"\n"):].splitlines()[0])
+    assert stale["condition"] == "stale_world"
+    assert set(replayed(paths)) == set(json.loads(paths.checkpoint.read_text())["open"])
+
+
+def test_a_large_foreign_record_without_newline_is_kept(paths: Paths) -> None:
+    """A 300 KB record another program left unterminated used to cost the whole file."""
+    foreign = b'{"source": "backup-agent", "blob": "' + b"x" * 300_000 + b'"}'
+    paths.events.write_bytes(b'{"source": "backup-agent", "n": 1}\n' + foreign)
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    data = paths.events.read_bytes()
+    assert data.startswith(b'{"source": "backup-agent", "n": 1}\n' + foreign + b"\n")
+    assert json.loads(data.splitlines()[1]) == json.loads(foreign)  # whole, and now a line
+    assert len(replayed(paths)) == 7
 
 
 def test_other_writers_lines_are_kept_and_ignored(paths: Paths) -> None:
@@ -283,6 +364,8 @@ def test_load_checkpoint_of_a_rotated_log(paths: Paths) -> None:
     open_before = set(replayed(paths))
     paths.events.write_text("")
     messages: list[str] = []
-    checkpoint = load_checkpoint(paths.checkpoint, EventLog(paths.events), messages.append)
+    checkpoint = load_checkpoint(paths.checkpoint, EventLog(paths.events),
+                                 default_instance(FIXTURES / "homelab" / "hosts", paths.checkpoint),
+                                 os.path.abspath(FIXTURES / "homelab" / "hosts"), messages.append)
     assert set(checkpoint.state.open) == open_before
     assert "rotated" in messages[0]
