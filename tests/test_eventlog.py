@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, ScenarioFactory, evaluate_dir, ok
+from support.scenarios import FIXTURES, ScenarioFactory, evaluate_dir, ok
 
 from supervisor.errors import SupervisorError
 from supervisor.eventlog import EventLog
