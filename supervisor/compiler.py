@@ -8,10 +8,11 @@ against a literal test the known literal directly, and `&&`, `||`, `!` use Pytho
 when their operands are known to yield only true, false or null.
 
 The closures reproduce TreeInterpreter (jmespath 1.1.0) exactly, including its quirks: 0 is true,
-`1 == 1.0` but never `true == 1`, ordering comparisons give null unless both sides are numbers or
-strings (and a number against a string raises TypeError, as there), projections drop nulls, and
-functions go through `Functions.call_function` so custom function tables and their errors
-(JMESPathTypeError, ArityError, UnknownFunctionError, ...) behave as with `jmespath.search`.
+`1 == 1.0` but never `true == 1`, projections drop nulls, and functions go through
+`Functions.call_function` so custom function tables and their errors (JMESPathTypeError,
+ArityError, UnknownFunctionError, ...) behave as with `jmespath.search`. One exception, where
+jmespath.py departs from the specification: an ordering comparison of anything but two numbers
+is null (reference.py holds the interpreter to the same rule).
 """
 
 from __future__ import annotations
@@ -44,21 +45,22 @@ def compile_ast(ast: AstNode, functions: Functions) -> Fn:
     return _Compiler(functions).compile(ast)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     """JMESPath numbers: Python numbers except booleans (which are ints to Python)."""
     return not isinstance(value, bool) and isinstance(value, Number)
 
 
 def _orderable(value: Any) -> bool:
-    """What TreeInterpreter lets `<`, `<=`, `>`, `>=` compare: numbers and strings."""
+    """What `<`, `<=`, `>`, `>=` compare: numbers only, as the specification says (jmespath.py
+    also orders strings, and raises on a number against a string)."""
     kind = type(value)
-    return kind is int or kind is float or kind is str or _is_number(value) or isinstance(value, str)
+    return kind is int or kind is float or is_number(value)
 
 
 def _equals(left: Any, right: Any) -> bool:
     """JMESPath equality: Python's, except that a boolean never equals the number 0 or 1."""
     if (type(left) is bool or type(right) is bool) and (
-        (_is_number(left) and left in (0, 1)) or (_is_number(right) and right in (0, 1))
+        (is_number(left) and left in (0, 1)) or (is_number(right) and right in (0, 1))
     ):
         return False
     return bool(left == right)
@@ -317,7 +319,7 @@ class _Compiler:
         def negate(value: Any) -> bool:
             found = inner(value)
             # `!` is Python's `not` in the interpreter, except that 0 is true in JMESPath.
-            if _is_number(found) and found == 0:
+            if is_number(found) and found == 0:
                 return False
             return not found
         return negate
@@ -434,7 +436,7 @@ def _against_literal(name: str, operand: Fn, constant: Any) -> Fn:
             if negate:
                 return lambda value: operand(value) is not constant
             return lambda value: operand(value) is constant
-        if _is_number(constant) and constant in (0, 1):
+        if is_number(constant) and constant in (0, 1):
             def equal_to_bit(value: Any) -> bool:
                 found = operand(value)
                 return (type(found) is not bool and found == constant) is not negate
@@ -451,7 +453,7 @@ def _against_literal(name: str, operand: Fn, constant: Any) -> Fn:
     def ordered(value: Any) -> Any:
         found = operand(value)
         kind = type(found)
-        if kind is int or kind is float or kind is str or _orderable(found):
+        if kind is int or kind is float or _orderable(found):
             return order(found, constant)
         return None
     return ordered

@@ -161,9 +161,9 @@ def evaluate(
 
 
 def _interpreted(functions: RuleFunctions) -> Callable[[Any], Fn]:
-    from jmespath.visitor import Options, TreeInterpreter
+    from supervisor.reference import interpreter as reference_interpreter
 
-    interpreter = TreeInterpreter(Options(custom_functions=functions))
+    interpreter = reference_interpreter(functions)
 
     def build(ast: Any) -> Fn:
         return lambda document: interpreter.visit(ast, document)

@@ -4,6 +4,8 @@
   did-you-mean; in the observer's open records, only a near miss of a known field is flagged;
 - a param the rule does not have, or a threshold param that is not a number where a number is
   compared or passed;
+- an ordering comparison (`<`, `<=`, `>`, `>=`) that can meet something other than a number:
+  JMESPath orders numbers only, anything else gives null, so the clause silently does not hold;
 - a rule that can never produce a recommendation: its matcher is a falsy literal, or a rule
   whose matcher is always true overrules everything it could say.
 
@@ -16,12 +18,15 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from supervisor.compiler import truthy
+from supervisor.clauses import unparse
+from supervisor.compiler import is_number, truthy
 from supervisor.errors import Problem
 from supervisor.model import Rule, RuleSet
 
-Shape = Any  # dict (an object), list of one shape (a list), LEAF (a value), or None (anything)
-LEAF = "value"
+Shape = Any  # dict (an object), list of one shape (a list), a leaf, or None (anything)
+LEAF = "value"  # a value that is not an object, a list or a number: a string, a boolean
+NUMBER = "number"  # a number (or null, where the record or field is absent)
+LEAVES = (LEAF, NUMBER)
 OBSERVED = "*observed"  # an object the observer writes: the known keys, and any others
 X_KEYS = "x-*"  # the inventory's own extensions: any key starting with x-
 ANY_KEY = "*"
@@ -30,7 +35,9 @@ _LABELS = {ANY_KEY: LEAF}
 _SERVICE_DESIRED = {"critical": LEAF, "depends_on": [LEAF], "image": LEAF, "version": LEAF,
                     "labels": _LABELS, X_KEYS: None}
 _NODE_DESIRED = {"critical": LEAF, "labels": _LABELS, X_KEYS: None}
-_SERVICE_ACTUAL = {"status": LEAF, "since": LEAF, "version": LEAF, OBSERVED: None}
+# The observer fields the world schema types (schemas/world.schema.json); others may be anything.
+_SERVICE_ACTUAL = {"status": LEAF, "since": LEAF, "version": LEAF, "image": LEAF,
+                   "health": LEAF, "restarts": NUMBER, "exit_code": NUMBER, OBSERVED: None}
 _NODE_ACTUAL = {"status": LEAF, "last_seen": LEAF, OBSERVED: None}
 NODE = {"name": LEAF, "desired": _NODE_DESIRED, "actual": _NODE_ACTUAL}
 SERVICE = {"id": LEAF, "node": LEAF, "name": LEAF, "desired": _SERVICE_DESIRED,
@@ -51,6 +58,10 @@ DOCUMENTS: dict[str, dict[str, Shape]] = {
 _ORDERING = {"lt", "lte", "gt", "gte"}
 _NUMERIC_ARGUMENTS = {"failed_streak": {1}, "duration": {0}, "abs": {0}, "ceil": {0},
                       "floor": {0}}
+# Functions whose result is a number (or null): a comparison with them needs no warning.
+_NUMERIC_RESULTS = {"abs", "avg", "ceil", "floor", "length", "sum", "to_number", "age_seconds",
+                    "failed_streak"}
+_OPERATORS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
 def lint(rules: RuleSet) -> list[Problem]:
@@ -59,7 +70,9 @@ def lint(rules: RuleSet) -> list[Problem]:
         if not rule.enabled:
             continue
         checker = _Checker(rule, problems)
-        shape = {**DOCUMENTS[rule.kind], "params": {name: LEAF for name in rule.params}}
+        params = {name: NUMBER if is_number(value) else LEAF
+                  for name, value in rule.params.items()}
+        shape = {**DOCUMENTS[rule.kind], "params": params}
         checker.check(rule.ast, shape, "match")
         for ast in rule.reason.expressions if rule.reason else ():
             checker.check(ast, shape, "reason")
@@ -103,16 +116,17 @@ class _Checker:
                 self.elements.pop()
         if kind == "comparator":
             for child in children:
-                self.check(child, shape, key, path)
+                found = self.check(child, shape, key, path)
                 if node["value"] in _ORDERING:
                     self.numeric_param(child, key, "compared with <, <=, > or >=")
+                    self.number_operand(child, found, _OPERATORS[node["value"]], key)
             return LEAF
         if kind == "function_expression":
             return self.function(node, shape, key, path)
         if kind in ("current", "identity"):
             return shape
         if kind == "literal":
-            return LEAF
+            return NUMBER if is_number(node["value"]) else LEAF
         if kind == "pipe":
             return self.check(children[1], self.check(children[0], shape, key, path), key)
         if kind == "value_projection":
@@ -129,7 +143,7 @@ class _Checker:
         shown = f"{path}.{name}" if path else name
         if shape is None:
             return None
-        if shape == LEAF or isinstance(shape, list):
+        if shape in LEAVES or isinstance(shape, list):
             what = "a list (use [*] or a filter)" if isinstance(shape, list) else "not an object"
             self.report(key, f"{shown}: {path or 'the document'} is {what}, so this is always null")
             return None
@@ -177,7 +191,24 @@ class _Checker:
                 first = [{**element, **result}]
             if position in _NUMERIC_ARGUMENTS.get(node["value"], ()):
                 self.numeric_param(child, key, f"passed to {node['value']}() as a number")
-        return first if node["value"] == "attach" else None
+        if node["value"] == "attach":
+            return first
+        return NUMBER if node["value"] in _NUMERIC_RESULTS else None
+
+    def number_operand(self, node: dict[str, Any], shape: Shape, operator: str,
+                       key: str) -> None:
+        """JMESPath orders numbers only: anything else makes the comparison null."""
+        chain = _field_chain(node)
+        if shape == NUMBER or (chain[:1] == ["params"] and len(chain) == 2):
+            return  # numbers, or a param: numeric_param has its say on those
+        text = unparse(node)
+        if node["type"] == "literal" or shape == LEAF or isinstance(shape, dict | list):
+            self.report(key, f"{text} is not a number, so '{operator}' on it is always null "
+                        "(JMESPath orders numbers only): the clause can never hold")
+        else:
+            self.report(key, f"{text} may not be a number: where it is not, '{operator}' gives "
+                        "null and the clause does not hold (JMESPath orders numbers only; "
+                        "to_number() converts a numeric string)")
 
     def numeric_param(self, node: dict[str, Any], key: str, use: str) -> None:
         chain = _field_chain(node)

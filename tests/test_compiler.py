@@ -1,8 +1,10 @@
-"""The compiled matchers must be indistinguishable from jmespath's TreeInterpreter.
+"""The compiled matchers must be indistinguishable from the reference interpreter.
 
 Two sources of truth: the JMESPath specification's compliance suite (expected results and error
-kinds, carried in tests/compliance/), and jmespath.search itself on rule-style
-expressions, with a custom function table, over documents shaped like the engine's subjects.
+kinds, carried in tests/compliance/), and the reference interpreter (jmespath's
+TreeInterpreter held to the specification's ordering comparisons, supervisor/reference.py) on
+rule-style expressions, with a custom function table, over documents shaped like the engine's
+subjects.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Any
 import jmespath
 import pytest
 from jmespath import exceptions, functions
-from jmespath.visitor import Options
 from support.compliance import groups
 
+from supervisor import reference
 from supervisor.compiler import compile_ast
 from supervisor.functions import RuleFunctions
 
@@ -84,16 +86,17 @@ def test_compliance(given: Any, case: dict[str, Any]) -> None:
         return compile_ast(jmespath.compile(expression).parsed, table)(given)
 
     ours = outcome(compiled)
-    reference = outcome(lambda: jmespath.search(expression, given))
+    interpreted = outcome(lambda: reference.search(expression, given))
     if "error" in case:
         assert ours[0] == "raised", f"expected {case['error']}, got {ours[1]!r}"
         assert issubclass(ours[1], ERRORS[case["error"]])
-        assert ours[1] is reference[1]
+        assert ours[1] is interpreted[1]
         return
     assert ours[0] == "value", f"raised {ours[1]}"
-    assert same(ours[1], reference[1])
+    assert same(ours[1], interpreted[1])
     if "result" in case:
         assert same(ours[1], case["result"])
+        assert same(interpreted[1], case["result"])
 
 
 class MatcherFunctions(functions.Functions):
@@ -226,15 +229,44 @@ EXPRESSIONS = [
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
 @pytest.mark.parametrize("expression", EXPRESSIONS)
-def test_matches_jmespath_search(expression: str, name: str) -> None:
+def test_matches_the_reference_interpreter(expression: str, name: str) -> None:
     table = MatcherFunctions()
     document = DOCUMENTS[name]
     matcher = compile_ast(jmespath.compile(expression).parsed, table)
     ours = outcome(lambda: matcher(document))
-    reference = outcome(lambda: jmespath.search(
-        expression, document, options=Options(custom_functions=table)))
-    assert ours[0] == reference[0], (ours, reference)
-    assert ours[1] is reference[1] if ours[0] == "raised" else same(ours[1], reference[1])
+    interpreted = outcome(lambda: reference.search(expression, document, table))
+    assert ours[0] == interpreted[0], (ours, interpreted)
+    assert ours[1] is interpreted[1] if ours[0] == "raised" else same(ours[1], interpreted[1])
+
+
+# The specification: "Ordering operators are only valid for numbers. Evaluating any other type
+# with a comparison operator will yield a null value."
+ORDERING_OF_NON_NUMBERS = [
+    ("restarts > `5`", {"restarts": "6"}),  # jmespath.py: TypeError
+    ("`5` <= restarts", {"restarts": "6"}),  # the literal on the left
+    ("restarts >= limit", {"restarts": "6", "limit": 5}),  # neither side a literal
+    ("status < 'p'", {"status": "ok"}),  # jmespath.py: true (it orders strings)
+    ("a < b", {"a": "x", "b": "y"}),
+    ("a > b", {"a": True, "b": 0}),
+    ("a < b", {"a": [1], "b": [2]}),
+    ("a < `2`", {"a": None}),
+    ("a < `\"z\"`", {"a": 1}),  # a JSON string literal
+]
+
+
+@pytest.mark.parametrize(("expression", "document"), ORDERING_OF_NON_NUMBERS)
+def test_ordering_anything_but_two_numbers_is_null(expression: str, document: Any) -> None:
+    compiled = compile_ast(jmespath.compile(expression).parsed, functions.Functions())
+    assert compiled(document) is None
+    assert reference.search(expression, document) is None
+
+
+def test_ordering_numbers_still_orders() -> None:
+    for expression, want in (("a < b", True), ("a >= b", False), ("b > `1.5`", True),
+                             ("`3` > a", True), ("a <= `1`", True)):
+        compiled = compile_ast(jmespath.compile(expression).parsed, functions.Functions())
+        assert compiled({"a": 1, "b": 2.5}) is want, expression
+        assert reference.search(expression, {"a": 1, "b": 2.5}) is want, expression
 
 
 def test_rule_functions_work_unchanged() -> None:
@@ -245,8 +277,7 @@ def test_rule_functions_work_unchanged() -> None:
     matcher = compile_ast(jmespath.compile(expression).parsed, table)
     stale = {**DOCUMENTS["healthy"], "node": node("online", "2024-05-01T11:00:00Z")}
     for document in (DOCUMENTS["healthy"], DOCUMENTS["unmanaged"], stale):
-        assert matcher(document) == jmespath.search(
-            expression, document, options=Options(custom_functions=table))
+        assert matcher(document) == reference.search(expression, document, table)
     assert matcher(stale) is True and matcher(DOCUMENTS["healthy"]) is False
 
 

@@ -174,6 +174,29 @@ def test_a_critical_subject_is_unstable_whatever_its_rule_says(
     assert evaluation.summary == "unstable"
 
 
+def test_an_odd_observer_field_does_not_stop_the_evaluation(
+        scenario: ScenarioFactory, tmp_path: Path) -> None:
+    # Ordering a string against a number is null, as the specification says: the rule does not
+    # match on that service, and every other subject is still evaluated, on both paths.
+    root = scenario({"n1": "services:\n  db: {}\n  web: {}\n"},
+                    services={"n1/db": {**ok(), "lag_bytes": "6"},
+                              "n1/web": {**ok(), "lag_bytes": 9}})
+    rules = tmp_path / "lag.yaml"
+    rules.write_text("""
+rules:
+  - id: lagging
+    condition: unhealthy_service
+    match: "service.actual.lag_bytes > `5`"
+    event: reconcile_recommended
+    action: look
+""")
+    loaded = load(Inputs(inventory=root / "hosts", world=root / "world", rules=(rules,)))
+    for reference in (False, True):
+        evaluation = evaluate(loaded.state, loaded.rules, reference=reference)
+        assert [(r.subject.id, r.rule) for r in evaluation.recommendations] == [
+            ("n1/web", "lagging")]
+
+
 def test_reached() -> None:
     assert reached("unstable", "degraded") and reached("degraded", "degraded")
     assert not reached("nominal", "degraded") and not reached("degraded", "unstable")

@@ -8,8 +8,9 @@ from support.scenarios import FIXTURES
 from typer.testing import CliRunner
 
 from supervisor.cli import app
+from supervisor.compiler import is_number
 from supervisor.inputs import Inputs, load
-from supervisor.lint import DOCUMENTS, LEAF, OBSERVED, X_KEYS, lint
+from supervisor.lint import DOCUMENTS, LEAF, NUMBER, OBSERVED, X_KEYS, lint
 from supervisor.rules import default_rules_dir, load_rules
 
 RULE = """
@@ -49,6 +50,15 @@ def test_default_rules_are_clean() -> None:
      ("params is not in an element of dependencies: inside a filter or projection, names refer "
      "to the element (attach() brings in a value from outside)")),
     ("`false`", "can never fire: the matcher is always False"),
+    ("service.actual.status < 'p'",
+     ("service.actual.status is not a number, so '<' on it is always null (JMESPath orders "
+     "numbers only): the clause can never hold")),
+    ("service.actual.restarts >= 'five'", "'five' is not a number, so '>=' on it is always null"),
+    ("service.actual.lag_bytes > `5`",
+     ("service.actual.lag_bytes may not be a number: where it is not, '>' gives null and the "
+     "clause does not hold (JMESPath orders numbers only; to_number() converts a numeric string)")),
+    ("max_by(deployments, &started_at).finished_at > now", "'>' on it is always null"),
+    ("incidents[?severity > `1`]", "severity is not a number, so '>' on it is always null"),
 ])
 def test_lint_finds(tmp_path: Path, match: str, message: str) -> None:
     found = lint_rule(tmp_path, match.replace('"', '\\"'))
@@ -64,6 +74,8 @@ def test_lint_finds(tmp_path: Path, match: str, message: str) -> None:
     "age_seconds(host.actual.last_seen) > limit]"),
     "max_by(deployments, &started_at).status == 'failed'",
     "length(incidents[*].id) > params.count",
+    "service.actual.exit_code != `0` && service.actual.restarts > params.count",
+    "to_number(service.actual.lag_bytes) > `5`",
 ])
 def test_lint_accepts(tmp_path: Path, match: str) -> None:
     assert lint_rule(tmp_path, match) == []
@@ -86,8 +98,10 @@ def shape_covers(value: Any, shape: Any, path: str) -> list[str]:
     """Paths of `value` that `shape` does not describe."""
     if shape is None or value is None:
         return []
+    if shape == NUMBER:
+        return [] if is_number(value) else [path]
     if shape == LEAF:
-        return [] if not isinstance(value, dict | list) else [path]
+        return [] if not isinstance(value, dict | list) and not is_number(value) else [path]
     if isinstance(shape, list):
         return [p for item in value for p in shape_covers(item, shape[0], path + "[]")]
     missing = []

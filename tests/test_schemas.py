@@ -83,6 +83,15 @@ def test_observers_may_add_fields() -> None:
     assert record_problems("service", {"status": "ok", "cpu": 0.3, "ports": [80]}) == []
 
 
+def test_observer_fields_the_project_relies_on_are_typed() -> None:
+    assert sorted(record_problems("service", {"status": "ok", "restarts": "6",
+                                              "exit_code": 1.5})) == [
+        'r.json: exit_code: expected integer, got number 1.5',
+        'r.json: restarts: expected integer, got string "6"']
+    assert record_problems("service", {"status": "ok", "restarts": 0, "exit_code": -1,
+                                       "image": "web:1", "health": "healthy", "lag": "x"}) == []
+
+
 def test_missing_required_field() -> None:
     assert record_problems("node", {"status": "online"}) == [
         "r.json: missing required key 'last_seen'"]
