@@ -20,6 +20,7 @@ import typer
 
 from supervisor import __version__
 from supervisor.errors import SupervisorError
+from supervisor.observe.commands import app as observe_app
 
 if TYPE_CHECKING:
     from supervisor.inputs import Inputs
@@ -505,6 +506,9 @@ def run_command(
         watch(cycle, [p for p in watched if p.exists()], ignored, interval or 60.0, stopper)
     else:
         loop(cycle, interval or 60.0, stopper)
+
+
+app.add_typer(observe_app, name="observe")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -97,6 +97,11 @@ def test_missing_required_field() -> None:
         "r.json: missing required key 'last_seen'"]
 
 
+@pytest.mark.parametrize("status", ["offline", "unknown"])
+def test_a_node_never_seen_has_no_last_seen(status: str) -> None:
+    assert record_problems("node", {"status": status}) == []
+
+
 def test_rules_schema_enums_match_the_registries() -> None:
     definitions = schemas.validator("rules").schema["$defs"]
     rule = definitions["rule"]["properties"]
