@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, YamlDocument, load_yaml
-from supervisor.model import Inventory, Node, Service
+from supervisor.model import NAME, Inventory, Node, Service
 
-NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 SERVICES_FILE = "services.yaml"
 
 

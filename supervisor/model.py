@@ -6,10 +6,14 @@ so that the engine and `explain` work on them without importing YAML or the sche
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from supervisor.errors import Problem, dotted
+
+# A node or service name, as SPEC gives it (the schemas say the same).
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 # The inventory: what should be running, from `hosts/<node>/services.yaml`.
 

@@ -11,10 +11,9 @@ from typing import Any
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
-from supervisor.inventory import NAME
 from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, load_json, load_yaml
-from supervisor.model import World
+from supervisor.model import NAME, World
 from supervisor.schemas import JsonSource
 from supervisor.timestamps import parse_time
 

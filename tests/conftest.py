@@ -7,6 +7,10 @@ from typing import Any
 import pytest
 from support.scenarios import ScenarioFactory, write_scenario
 
+# Fixtures for real servers, available to every test module (they skip or fail when the server's
+# package is missing, only when a test asks for them).
+pytest_plugins = ["support.dockerd"]
+
 
 @pytest.fixture
 def scenario(tmp_path: Path) -> ScenarioFactory:

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from support.dockerd import Dockerd, wait_restarting
 from typer.testing import CliRunner
 
 from supervisor.cli import app
-from support.dockerd import Dockerd, dockerd, dockerd_session, wait_restarting  # noqa: F401
 
 runner = CliRunner()
 

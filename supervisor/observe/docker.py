@@ -18,11 +18,12 @@ import typer
 
 from supervisor.errors import InputError, Problem
 from supervisor.images import image_version
-from supervisor.inventory import NAME
+from supervisor.model import NAME
 from supervisor.observe.endpoints import (
     TIMEOUT_SECONDS,
     Endpoint,
     EndpointError,
+    collect_leaked_sockets,
     connect,
     describe,
     engine_errors,
@@ -177,6 +178,7 @@ def observe_endpoint(endpoint: Endpoint, now: datetime, timeout: float) -> tuple
     import docker.errors
 
     client = connect(endpoint, timeout)
+    failure: str | None = None
     try:
         listing = client.api.containers(all=True)
         engine = client.api.version(api_version=False)
@@ -190,9 +192,12 @@ def observe_endpoint(endpoint: Endpoint, now: datetime, timeout: float) -> tuple
         with ThreadPoolExecutor(INSPECT_THREADS) as pool:
             inspected = list(pool.map(inspect, [str(c["Id"]) for c in listing]))
     except engine_errors() as error:
-        raise EndpointError([endpoint.problem(describe(error, endpoint, timeout))]) from None
+        failure = describe(error, endpoint, timeout)
     finally:
         client.close()
+    if failure is not None:
+        collect_leaked_sockets()
+        raise EndpointError([endpoint.problem(failure)])
     services, warnings = service_records([c for c in inspected if c is not None])
     return NodeObservation(status="online", last_seen=now, services=services,
                            fields={"engine": _engine(engine)}), [
@@ -202,6 +207,8 @@ def observe_endpoint(endpoint: Endpoint, now: datetime, timeout: float) -> tuple
 def _engine(version: dict[str, Any]) -> str:
     components = version.get("Components") or [{}]
     name = str(components[0].get("Name") or "Engine")
+    if name == "Engine":  # Docker calls itself just that; Podman says "Podman Engine"
+        name = "Docker Engine"
     return f"{name} {version.get('Version', '')}".strip()
 
 

@@ -14,7 +14,7 @@ import socket
 from typing import TYPE_CHECKING, NamedTuple
 
 from supervisor.errors import Problem, SupervisorError
-from supervisor.inventory import NAME
+from supervisor.model import NAME
 
 if TYPE_CHECKING:
     import docker
@@ -122,7 +122,21 @@ def connect(endpoint: Endpoint, timeout: float = TIMEOUT_SECONDS) -> docker.Dock
         return docker.DockerClient(base_url=endpoint.url, timeout=timeout,  # type: ignore[arg-type]
                                    use_ssh_client=endpoint.scheme == "ssh", max_pool_size=4)
     except engine_errors() as error:
-        raise EndpointError([endpoint.problem(describe(error, endpoint, timeout))]) from None
+        message = describe(error, endpoint, timeout)
+    collect_leaked_sockets()
+    raise EndpointError([endpoint.problem(message)])
+
+
+def collect_leaked_sockets() -> None:
+    """The SDK's unix transport does not close a socket whose connect failed; collect it now,
+    quietly, rather than have a ResourceWarning surface later at some random point. Call it
+    after the `except` block, once the traceback holding the socket is gone."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def engine_errors() -> tuple[type[BaseException], ...]:

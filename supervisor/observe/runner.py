@@ -83,7 +83,7 @@ def run_observer(observe_once: Callable[[], Cycle], world: Path, *, once: bool,
         if problems:
             raise ObserveError(problems)
         return
-    from supervisor.reconcile import Stopper, loop
+    from supervisor.transitions import Stopper, loop
 
     def guarded() -> None:
         try:

@@ -21,10 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor.clock import format_time
 from supervisor.errors import Problem, SupervisorError
-from supervisor.inventory import NAME
+from supervisor.model import NAME
 from supervisor.safefile import UnsafeFileError, locked, open_file, sync_directory
+from supervisor.timestamps import format_time
 
 LOCK_FILE = ".observer.lock"  # hidden: readers and watchers ignore it
 NODE_STATUSES = ("online", "offline", "unknown")

@@ -2,7 +2,7 @@
 directory private to the test session, and a tiny busybox image built offline (no registry is
 reachable, nor may be).
 
-    from support.dockerd import Dockerd, dockerd, dockerd_session  # noqa: F401 (fixtures)
+    from support.dockerd import Dockerd  # the fixtures come through conftest's pytest_plugins
 
     def test_something(dockerd: Dockerd) -> None:
         dockerd.run("web", "sleep", "600")
