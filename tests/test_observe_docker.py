@@ -150,5 +150,5 @@ def test_the_record_does_not_depend_on_listing_order() -> None:
 def test_a_container_without_a_valid_name_is_a_warning_not_a_record() -> None:
     records, warnings = service_records([inspected("x" * 70)])
     assert records == {}
-    assert warnings == [f"container {'x' * 70} ({'x' * 12}) has no valid service name; give it "
-                        "a 'homelab.service' label"]
+    assert warnings == [(f"container {'x' * 70} ({'x' * 12}) has no valid service name; "
+                         "give it a 'homelab.service' label")]
