@@ -312,18 +312,25 @@ def validate_command(
     ] = False,
 ) -> None:
     """Check inventory, world and rules; report every problem."""
-    from supervisor.errors import RuleError
-    from supervisor.inputs import evaluate_inputs
+    from supervisor.engine import evaluate
+    from supervisor.errors import Problem, RuleError
+    from supervisor.inputs import load
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
-    # Evaluating too catches matchers that only fail on real data (a type error, say).
-    loaded, _ = evaluate_inputs(inputs)
+    loaded = load(inputs)
+    found: list[Problem] = []
     if strict:
         from supervisor.lint import lint
 
-        found = lint(loaded.rules)
-        if found:
-            raise RuleError(found)
+        # Lint first: a typo it names is usually why a matcher fails on real data below.
+        found.extend(lint(loaded.rules))
+    try:
+        # Evaluating too catches matchers that only fail on real data (a type error, say).
+        evaluate(loaded.state, loaded.rules)
+    except RuleError as error:
+        found.extend(error.problems)
+    if found:
+        raise RuleError(found)
     state = loaded.state
     sys.stdout.write(
         f"valid: {len(state.inventory.nodes)} nodes and {len(state.inventory.services)} services "

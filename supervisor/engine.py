@@ -107,7 +107,8 @@ def evaluate(
     tracing = bool(trace)
     fired: list[tuple[Rule, Recommendation]] = []
     results: dict[tuple[str, Subject], Any] = {}
-    failures: dict[str, list[str]] = defaultdict(list)
+    # Per rule: the key that failed (match or reason) and on which subjects, with the error.
+    failures: dict[str, list[tuple[str, str]]] = defaultdict(list)
 
     for order, rule in enumerate(rules.rules):
         if not rule.enabled:
@@ -119,15 +120,17 @@ def evaluate(
             documents = documents_by_kind[rule.kind] = [state.document(s) for s in subjects]
         for subject, document in zip(subjects, documents, strict=True):
             document["params"] = params
+            key = "match"
             try:
                 value = matcher(document)
                 if tracing and subject in trace:
                     results[(rule.id, subject)] = value
                 if not truthy(value):
                     continue
+                key = "reason"
                 reason = _render(rule, reasons.get(rule.id, []), subject, document)
             except (JMESPathError, ValueError, TypeError) as error:
-                failures[rule.id].append(f"{subject.kind} {subject.id}: {error}")
+                failures[rule.id].append((key, f"{subject.kind} {subject.id}: {error}"))
                 continue
             fired.append((rule, Recommendation(
                 subject=subject, condition=rule.condition, event=rule.event, action=rule.action,
@@ -250,11 +253,11 @@ def _trace(
     return tuple(outcomes)
 
 
-def _failure(rules: RuleSet, rule_id: str, found: list[str]) -> Problem:
-    rule = rules.rule(rule_id)
+def _failure(rules: RuleSet, rule_id: str, found: list[tuple[str, str]]) -> Problem:
+    """One problem per failing rule, at the key that failed in its file."""
+    key, first = found[0]
     more = f" (and {len(found) - 1} more subjects)" if len(found) > 1 else ""
-    return Problem(rule.file, path=f"rule {rule_id!r}",
-                   message=f"failed on {found[0]}{more}")
+    return rules.rule(rule_id).problem(key, f"failed on {first}{more}")
 
 
 def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> datetime | None:

@@ -166,7 +166,7 @@ class _Checker:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.report(key, f"{shown}: the rule has no param {name!r}{hint}")
             return None
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" (did you mean {close[0]!r}?)" if close else _one_level_down(shape, name, path)
         if self.elements and not path:
             self.report(key, f"{shown} is not in an element of {self.elements[-1]}{hint}: inside "
                         "a filter or projection, names refer to the element (attach() brings "
@@ -218,6 +218,13 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.report(key, f"param {chain[1]} is {type(value).__name__} {value!r}, but it is "
                         f"{use}: write it as a number")
+
+
+def _one_level_down(shape: dict[str, Shape], name: str, path: str) -> str:
+    """`service.status` is `service.actual.status`: a name one object further down."""
+    found = [f"{path}.{key}.{name}" if path else f"{key}.{name}"
+             for key, inner in shape.items() if isinstance(inner, dict) and name in inner]
+    return f" (did you mean {' or '.join(found)}?)" if found else ""
 
 
 def _field_chain(node: dict[str, Any]) -> list[str]:

@@ -247,8 +247,23 @@ def test_runtime_matcher_error_names_rule_and_subject(scenario: ScenarioFactory,
     with pytest.raises(RuleError) as caught:
         evaluate_dir(root, rules=(rules,), default_rules=False)
     (message,) = [str(p) for p in caught.value.problems]
-    assert message.startswith(f"{rules}/rules.yaml: rule 'broken': failed on service n1/a: ")
+    assert message.startswith(
+        f"{rules}/rules.yaml:4:10: rules[0].match: rule 'broken': failed on service n1/a: ")
     assert "(and 1 more subjects)" in message
+
+
+def test_runtime_reason_error_names_the_reason(scenario: ScenarioFactory, tmp_path: Path) -> None:
+    root = scenario({"n1": "services:\n  a: {}\n"})
+    rules = custom_rules(tmp_path, (
+        "rules:\n- id: broken\n  condition: missing_service\n"
+        "  match: \"service.actual == `null`\"\n"
+        "  event: reconcile_required\n  action: redeploy\n"
+        "  reason: \"{{ length(service.actual) }}\"\n"))
+    with pytest.raises(RuleError) as caught:
+        evaluate_dir(root, rules=(rules,), default_rules=False)
+    (message,) = [str(p) for p in caught.value.problems]
+    assert message.startswith(
+        f"{rules}/rules.yaml:7:11: rules[0].reason: rule 'broken': failed on service n1/a: ")
 
 
 def test_disabled_rules_do_not_fire(scenario: ScenarioFactory, tmp_path: Path) -> None:

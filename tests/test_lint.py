@@ -59,6 +59,12 @@ def test_default_rules_are_clean() -> None:
      "clause does not hold (JMESPath orders numbers only; to_number() converts a numeric string)")),
     ("max_by(deployments, &started_at).finished_at > now", "'>' on it is always null"),
     ("incidents[?severity > `1`]", "severity is not a number, so '>' on it is always null"),
+    ("service.status == 'ok'",
+     "service.status is not in the service document (did you mean service.actual.status?)"),
+    ("service.image == 'web:1'", ("service.image is not in the service document (did you mean "
+                                  "service.desired.image or service.actual.image?)")),
+    ("node.last_seen == `null`",
+     "node.last_seen is not in the service document (did you mean node.actual.last_seen?)"),
 ])
 def test_lint_finds(tmp_path: Path, match: str, message: str) -> None:
     found = lint_rule(tmp_path, match.replace('"', '\\"'))
@@ -133,3 +139,18 @@ def test_validate_strict(tmp_path: Path) -> None:
                                  "--strict"])
     assert strict.exit_code == 2
     assert "rule 'typo': service.actaul is not in the service document" in strict.stderr
+
+
+def test_validate_strict_reports_the_typo_before_the_failure_it_causes(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text("rules:\n" + RULE.format(
+        id="latest", match="ends_with(service.desired.imag, ':latest')"))
+    strict = CliRunner().invoke(app, ["validate", str(FIXTURES / "homelab"), "--rules",
+                                      str(tmp_path), "--strict"])
+    assert strict.exit_code == 2
+    lines = strict.stderr.splitlines()
+    assert lines[0] == (f"{tmp_path}/rules.yaml:5:12: rules[0].match: rule 'latest': "
+                        "service.desired.imag is not in the service document "
+                        "(did you mean 'image'?)")
+    assert lines[1].startswith(f"{tmp_path}/rules.yaml:5:12: rules[0].match: rule 'latest': "
+                               "failed on service ")
+    assert lines[2] == "supervisor: 2 problems found"
