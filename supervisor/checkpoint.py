@@ -78,9 +78,9 @@ def load_checkpoint(path: Path, log: EventLog, instance: str, inventory: str,
     checkpoint = _read(path, warn)
     if checkpoint is None:
         checkpoint = Checkpoint(LogState(instance), inventory)
-        if log.exists():
-            warn(f"{path}: rebuilding the open recommendations from {log.path}")
         checkpoint.mark = log.replay(checkpoint.state)
+        if checkpoint.state.open or checkpoint.state.summary is not None:
+            warn(f"{path}: rebuilt the open recommendations from {log.path}")
     else:
         _check_written_for(path, checkpoint, instance, inventory)
         if log.holds(checkpoint.mark):

@@ -494,15 +494,25 @@ def run_command(
             _error_metrics(metrics_file, error, started)
             raise
         return
-    stopper = Stopper()
+    from supervisor.eventlog import EventLog
+    from supervisor.retry import Retrying
 
-    def cycle() -> None:
+    stopper = Stopper()
+    retrying = Retrying(EventLog(paths.events, lock_timeout=lock_timeout,
+                                 cancelled=lambda: stopper.stopping),
+                        instance, interval or 60.0, warn, lambda: stopper.stopping,
+                        stopper.sleep_until)
+
+    def attempt() -> None:
         started = time.monotonic()
         result = run_once(inputs, paths, instance=instance, warn=warn, keep_going=True,
                           lock_timeout=lock_timeout, cancelled=lambda: stopper.stopping)
         for problem in result.problems:
             warn(str(problem))
         report(result, started)
+
+    def cycle() -> None:
+        retrying(attempt)  # never exits on an operational error: reports, backs off, retries
 
     if watch_changes:
         watched = [inputs.inventory, inputs.world if inputs.world.is_dir() else

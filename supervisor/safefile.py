@@ -96,6 +96,8 @@ def _open_error(path: Path, error: OSError) -> UnsafeFileError:
 def check_file(path: Path, descriptor: int) -> None:
     status = os.fstat(descriptor)
     kind = stat.S_IFMT(status.st_mode)
+    if kind == stat.S_IFDIR:
+        raise refuse(path, "is a directory, not a file; choose a file's path")
     if kind != stat.S_IFREG:
         raise refuse(path, f"is {_KINDS.get(kind, 'not a regular file')}, not a regular file; "
                      "remove it, or choose another path")

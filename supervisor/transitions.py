@@ -42,7 +42,7 @@ from supervisor.replay import (
     opening_id,
     resolution_id,
 )
-from supervisor.safefile import locked
+from supervisor.safefile import UnsafeFileError, locked
 from supervisor.timestamps import format_time, parse_time
 
 RESYNC = "resync"  # the count of lines a run wrote again
@@ -121,6 +121,18 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
     lost what the checkpoint saw gets the open recommendations again first (a resync).
     """
     instance = instance or default_instance(inputs.inventory, paths.checkpoint)
+    try:
+        return _run(inputs, paths, instance, clock, warn, keep_going, lock_timeout, cancelled)
+    except OSError as error:
+        # The state files' own errors are all worded where they happen; this is the net under
+        # them, so that no operational error ends in a traceback.
+        raise UnsafeFileError([Problem(str(error.filename or paths.events),
+                                       message=error.strerror or str(error))]) from None
+
+
+def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
+         warn: Callable[[str], None], keep_going: bool, lock_timeout: float,
+         cancelled: Callable[[], bool]) -> RunReport:
     log = EventLog(paths.events, lock_timeout=lock_timeout, cancelled=cancelled)
     with locked(paths.lock, lock_timeout, cancelled):
         checkpoint = load_checkpoint(paths.checkpoint, log, instance,

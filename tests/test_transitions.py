@@ -250,7 +250,7 @@ def test_missing_checkpoint_is_rebuilt_from_the_log(paths: Paths) -> None:
     count = len(lines(paths))
     run_once(inputs(FIXTURES / "homelab", "2026-11-26T10:01:10Z"), paths, warn=messages.append)
     assert len(lines(paths)) == count
-    assert "rebuilding the open recommendations" in messages[0]
+    assert "rebuilt the open recommendations" in messages[0]
 
 
 def test_corrupt_checkpoint_is_moved_aside_loudly(paths: Paths) -> None:
