@@ -142,6 +142,8 @@ _PATTERNS = {
     "^[a-z0-9][a-z0-9_.-]{0,62}(/[a-z0-9][a-z0-9_.-]{0,62})?$":
         "is not a node or service id (<node> or <node>/<service>)",
     "^[a-z][a-z0-9_]{0,62}$": "is not a valid word (lowercase letters, digits and '_')",
+    "^[a-zA-Z_][a-zA-Z0-9_]*$":
+        "is not a Prometheus label name (letters, digits and '_', not starting with a digit)",
 }
 
 
