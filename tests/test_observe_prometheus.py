@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 
 from supervisor.errors import InputError
-from supervisor.observe.prometheus import PROBE_SUCCESS, Series, Snapshot, build_world, queries
 from supervisor.observe.prometheus_map import PrometheusMap, load_map
+from supervisor.observe.prometheus_records import (
+    PROBE_SUCCESS,
+    Series,
+    Snapshot,
+    build_world,
+    queries,
+)
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 OBSERVER = {"name": "prometheus", "version": "test"}
@@ -157,20 +163,6 @@ def test_a_node_known_only_to_last_seen_is_offline(tmp_path: Path) -> None:
     assert seen.nodes == {"nas02": {"status": "offline", "last_seen": "2026-11-26T04:40:00Z"}}
 
 
-def test_an_offline_node_keeps_the_last_seen_of_the_previous_snapshot(tmp_path: Path) -> None:
-    prometheus_map = map_of(tmp_path)
-    previous = {"nas02": {"status": "online", "last_seen": "2026-11-20T08:00:00Z"},
-                "nas03": {"status": "online", "last_seen": "2026-11-26T09:00:00Z"}}
-    seen = world(prometheus_map, {
-        'up{job="node"}': [series(0, node="nas02"), series(0, node="nas03")],
-        prometheus_map.last_seen.promql: [series(1795680000, node="nas03")],
-    }, previous_nodes=previous)
-    assert seen.nodes == {
-        "nas02": {"status": "offline", "last_seen": "2026-11-20T08:00:00Z"},
-        "nas03": {"status": "offline", "last_seen": "2026-11-26T09:00:00Z"},  # the later one
-    }
-
-
 def test_a_node_is_online_when_any_of_its_series_is_up(tmp_path: Path) -> None:
     seen = world(map_of(tmp_path), {'up{job="node"}': [
         series(0, node="nas01", instance="a"), series(1, node="nas01", instance="b"),
@@ -302,9 +294,9 @@ def test_alerts_become_incidents_on_the_subject_their_labels_name(tmp_path: Path
                     "severity": "critical"}},
     ]
     assert seen.notes == [
-        ("series ALERTS{alertname=\"ProbeFailed\",job=\"blackbox\"} has no label 'node' naming "
+        ("alert {alertname=\"ProbeFailed\",job=\"blackbox\"} has no label 'node' naming "
         "its node; skipped"),
-        ("series ALERTS{alertname=\"ProbeFailed\",node=\"nas01\",service=\"Bad Name\"}: "
+        ("alert {alertname=\"ProbeFailed\",node=\"nas01\",service=\"Bad Name\"}: "
         "service='Bad Name' is not a valid service name (lowercase letters, digits, '_', '.', "
         "'-'); skipped"),
     ]

@@ -21,8 +21,8 @@ from typing import Any
 
 from supervisor.errors import InputError, Problem, SupervisorError
 from supervisor.limits import current
-from supervisor.observe.prometheus import Results, Series
 from supervisor.observe.prometheus_map import Query
+from supervisor.observe.prometheus_records import Results, Series
 
 TIMEOUT_SECONDS = 10.0
 

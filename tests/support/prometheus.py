@@ -27,7 +27,6 @@ import contextlib
 import json
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -217,7 +216,3 @@ def running_homelab(directory: Path) -> Iterator[Homelab]:
     finally:
         lab.stop()
 
-
-def settle(seconds: float = 2.5) -> None:
-    """Lets a few scrapes pass (the scrape interval is 1 s): after stopping an exporter, say."""
-    time.sleep(seconds)

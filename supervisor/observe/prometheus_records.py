@@ -1,7 +1,7 @@
 """The world as Prometheus (and Alertmanager) see it: from query results to world records.
 
 Pure: `build_world` takes what the queries returned, evaluated at one instant, and gives the
-records of one snapshot. The HTTP side is `prometheus_api`; writing is the snapshot writer's.
+records of one snapshot. Asking is `prometheus_api`'s; writing is the snapshot writer's.
 
 What a sample means:
 - node liveness: 1 is `online`, 0 `offline`, anything else `unknown`; several series naming
@@ -70,13 +70,13 @@ def queries(prometheus_map: PrometheusMap) -> list[Query]:
 
 
 def build_world(prometheus_map: PrometheusMap, results: Results, *, observed_at: datetime,
-                observer: dict[str, Any], previous_nodes: Mapping[str, Mapping[str, Any]] = {},
-                alerts: list[dict[str, Any]] | None = None) -> Snapshot:
-    """The snapshot the results describe. `previous_nodes` (the last snapshot's node records)
-    keeps the `last_seen` of a node that is down and that the last_seen query no longer
-    reaches; `alerts` (Alertmanager's, when asked) become incidents."""
+                observer: dict[str, Any], alerts: list[dict[str, Any]] | None = None
+                ) -> Snapshot:
+    """The snapshot the results describe; `alerts` (Alertmanager's, when asked) become
+    incidents. A node that is not online and whose last_seen the query does not reach gets
+    none here: the writer keeps the previous snapshot's, and a node never seen up has none."""
     notes: set[str] = set()
-    nodes = _nodes(prometheus_map, results, observed_at, previous_nodes, notes)
+    nodes = _nodes(prometheus_map, results, observed_at, notes)
     services = _services(prometheus_map, results, notes)
     incidents = _incidents(alerts or [], prometheus_map.alert_labels, notes)
     world = {"observed_at": format_time(observed_at), "observer": observer}
@@ -104,14 +104,17 @@ def _named(series: Series, labels: Labels, what: str, notes: set[str]) -> str | 
 
 
 def _shown(series: Series) -> str:
+    """A series as PromQL writes it; an alert (`__name__` ALERTS) as `alert` and its labels."""
     metric = series.labels.get("__name__", "")
     pairs = ",".join(f'{key}="{value}"' for key, value in sorted(series.labels.items())
                      if key != "__name__")
+    if metric == "ALERTS":
+        return f"alert {{{pairs}}}"
     return f"series {metric}{{{pairs}}}"
 
 
 def _nodes(prometheus_map: PrometheusMap, results: Results, observed_at: datetime,
-           previous: Mapping[str, Mapping[str, Any]], notes: set[str]) -> dict[str, dict[str, Any]]:
+           notes: set[str]) -> dict[str, dict[str, Any]]:
     labels = prometheus_map.node_labels
     status: dict[str, str] = {}
     for series in results.get(prometheus_map.liveness.promql, []):
@@ -134,22 +137,11 @@ def _nodes(prometheus_map: PrometheusMap, results: Results, observed_at: datetim
         record: dict[str, Any] = {"status": state}
         if state == "online":
             record["last_seen"] = format_time(observed_at)
-        else:
-            known = [moment for moment in (last_seen.get(name), _previous(previous, name))
-                     if moment is not None]
+        elif name in last_seen:
             # A node never seen up has no last_seen at all: inventing one would be a lie.
-            if known:
-                record["last_seen"] = format_time(min(max(known), observed_at))
+            record["last_seen"] = format_time(min(last_seen[name], observed_at))
         records[name] = record
     return records
-
-
-def _previous(previous: Mapping[str, Mapping[str, Any]], name: str) -> datetime | None:
-    text = (previous.get(name) or {}).get("last_seen")
-    try:
-        return parse_time(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
 
 
 def _moment(seconds: float) -> datetime | None:
