@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ScenarioFactory, evaluate_dir, keys
 
 from supervisor.errors import InputError
 from supervisor.observe.prometheus_map import PrometheusMap, load_map
@@ -324,3 +325,12 @@ def test_the_snapshot_is_the_same_whatever_order_the_series_came_in(tmp_path: Pa
     assert forward == backward
     assert forward.world == {"observed_at": "2026-11-26T10:00:00Z", "observer": OBSERVER}
     assert list(forward.services) == sorted(forward.services)
+
+
+def test_eval_reads_a_node_never_seen_up(scenario: ScenarioFactory) -> None:
+    """What the observer writes for a node Prometheus never saw up, the engine reads."""
+    root = scenario({"ghost01": "services: {}\n"}, nodes={"ghost01": {"status": "offline"}})
+    evaluation = evaluate_dir(root)
+    assert keys(evaluation) == {
+        ("node", "ghost01", "offline_node", "reconcile_required", "failover_review")}
+    assert evaluation.recommendations[0].reason == "ghost01 is offline, last seen never"
