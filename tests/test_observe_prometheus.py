@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,14 @@ def test_eval_reads_a_node_never_seen_up(scenario: ScenarioFactory) -> None:
     assert keys(evaluation) == {
         ("node", "ghost01", "offline_node", "reconcile_required", "failover_review")}
     assert evaluation.recommendations[0].reason == "ghost01 is offline, last seen never"
+
+
+def test_the_documented_map_is_valid(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "observe.md").read_text()
+    (example,) = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+                  if block.startswith("# prometheus-map.yaml")]
+    documented = map_of(tmp_path, example)
+    assert documented.node_labels == ("node", "service")
+    assert [source.status.promql for source in documented.services] == [
+        'probe_success{job="blackbox"}', 'up{job=~"postgres|redis"}']
+    assert documented.last_seen.promql in text  # the default, as the comment shows it
