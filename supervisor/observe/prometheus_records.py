@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from supervisor.clock import format_time, parse_time
 from supervisor.errors import Problem
 from supervisor.inventory import NAME
 from supervisor.observe.prometheus_map import Labels, PrometheusMap, Query
+from supervisor.timestamps import format_time, parse_time
 
 # Asked on every observation: a status taken from `up` of a blackbox scrape is checked against it.
 PROBE_SUCCESS = "probe_success"
