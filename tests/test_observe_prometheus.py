@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ScenarioFactory, evaluate_dir, keys
+from support.scenarios import ScenarioFactory, evaluate_dir, keys
 
 from supervisor.errors import InputError
 from supervisor.observe.prometheus_map import PrometheusMap, load_map
