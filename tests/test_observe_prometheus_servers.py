@@ -22,6 +22,8 @@ from supervisor.observe.prometheus_api import (
 from supervisor.observe.prometheus_map import PrometheusMap, load_map
 from supervisor.observe.prometheus_records import Snapshot, build_world, queries
 
+pytestmark = pytest.mark.slow  # real servers: seconds each
+
 MAP = """\
 labels:
   node: node
