@@ -3,6 +3,10 @@ Alertmanager on loopback (see tests/support/prometheus.py for the homelab they w
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +15,9 @@ import pytest
 from support import free_port, wait_for
 from support.alertmanager import Alertmanager, running_alertmanager
 from support.prometheus import Homelab, running_homelab
+from typer.testing import CliRunner, Result
 
+from supervisor.cli import app
 from supervisor.errors import InputError
 from supervisor.observe.prometheus_api import (
     ObservationError,
@@ -23,6 +29,11 @@ from supervisor.observe.prometheus_map import PrometheusMap, load_map
 from supervisor.observe.prometheus_records import Snapshot, build_world, queries
 
 pytestmark = pytest.mark.slow  # real servers: seconds each
+
+
+def supervisor_command() -> list[str]:
+    installed = Path(sys.executable).parent / "supervisor"
+    return [str(installed)] if installed.exists() else [sys.executable, "-m", "supervisor"]
 
 MAP = """\
 labels:
@@ -186,3 +197,103 @@ def test_a_node_that_goes_down_keeps_when_it_was_last_up(tmp_path: Path) -> None
     assert before - timedelta(seconds=30) < last_seen < datetime.fromisoformat(
         seen.world["observed_at"])
     assert seen.services["nas01/node"] == {"status": "failed"}
+
+
+# -- the command ----------------------------------------------------------------------------
+
+runner = CliRunner()
+
+PROBES_ONLY = """\
+labels: {node: node}
+services:
+  - status: probe_success{job="blackbox"}
+    scrape: up{job="blackbox"}
+"""
+
+
+def observe_command(url: str, tmp_path: Path, *extra: str, text: str = PROBES_ONLY) -> Result:
+    (tmp_path / "map.yaml").write_text(text)
+    return runner.invoke(app, ["observe", "prometheus", url, "--map", str(tmp_path / "map.yaml"),
+                               "--world", str(tmp_path / "world"), *extra])
+
+
+def test_observe_then_eval(homelab: Homelab, alertmanager: Alertmanager, tmp_path: Path
+                           ) -> None:
+    """Prometheus and Alertmanager to recommendations: the whole way, with real servers."""
+    alertmanager.post([{"labels": {"alertname": "ProbeFailed", "node": "nas01",
+                                   "service": "api", "severity": "critical"},
+                        "annotations": {"summary": "api does not answer"}}])
+    observed = observe_command(homelab.url, tmp_path, "--once", "--alertmanager",
+                               alertmanager.url)
+    assert observed.exit_code == 0, observed.output
+    assert observed.stdout == (f"{tmp_path / 'world'}: 2 nodes (1 online), 2 services observed; "
+                               "6 files written, 0 removed\n")
+    world = tmp_path / "world"
+    assert json.loads((world / "nodes" / "ghost01.json").read_text()) == {"status": "offline"}
+    assert json.loads((world / "services" / "nas01" / "api.json").read_text()) == {
+        "status": "failed"}
+    observer = json.loads((world / "world.json").read_text())["observer"]
+    assert observer["prometheus"] == homelab.url
+    assert observer["alertmanager"] == alertmanager.url
+    for node, services in (("nas01", "services: {web: {}, api: {}}\n"),
+                           ("ghost01", "services: {}\n")):
+        (tmp_path / "hosts" / node).mkdir(parents=True)
+        (tmp_path / "hosts" / node / "services.yaml").write_text(services)
+    evaluated = runner.invoke(app, ["eval", "--inventory", str(tmp_path / "hosts"),
+                                    "--world", str(world), "--format", "json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert sorted((r["subject"]["id"], r["condition"], r["action"])
+                  for r in json.loads(evaluated.stdout)["recommendations"]) == [
+        ("ghost01", "offline_node", "failover_review"),
+        ("nas01/api", "unhealthy_service", "redeploy"),
+        ("nas01/api", "unresolved_incident", "review_incident"),
+    ]
+
+
+def test_unreachable_with_once_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = observe_command(url, tmp_path, "--once")
+    assert result.exit_code == 2
+    assert result.stderr == (f"prometheus {url}: cannot be reached: Connection refused\n"
+                             "supervisor: 1 problem found\n")
+    assert not (tmp_path / "world").exists()
+
+
+def test_a_bad_map_exits_2_naming_its_line(tmp_path: Path) -> None:
+    result = observe_command("http://127.0.0.1:9", tmp_path, text="nodes: {liveness: 7}\n")
+    assert result.exit_code == 2
+    assert result.stderr == (f"{tmp_path / 'map.yaml'}:1:19: nodes.liveness: expected string, "
+                             "got integer 7\nsupervisor: 1 problem found\n")
+
+
+def test_a_bad_address_exits_2(tmp_path: Path) -> None:
+    result = observe_command("127.0.0.1:9090", tmp_path)
+    assert result.exit_code == 2
+    assert "URL: '127.0.0.1:9090' is not an http:// or https:// address" in result.stderr
+
+
+def test_in_the_loop_a_failure_is_reported_and_retried(tmp_path: Path) -> None:
+    """Prometheus down: the loop says so and keeps the world as it was; back up: it writes."""
+    with running_homelab(tmp_path / "lab") as lab:
+        lab.prometheus.stop()
+        (tmp_path / "map.yaml").write_text(PROBES_ONLY)
+        world = tmp_path / "world"
+        errors = tmp_path / "stderr"
+        with errors.open("w") as stderr:
+            observer = subprocess.Popen(
+                [*supervisor_command(), "observe", "prometheus", lab.url, "--map",
+                 str(tmp_path / "map.yaml"), "--world", str(world), "--interval", "0.2"],
+                stdout=subprocess.DEVNULL, stderr=stderr)
+            try:
+                refused = f"prometheus {lab.url}: cannot be reached: Connection refused\n"
+                wait_for(lambda: errors.read_text().count(refused) >= 2,
+                         what="the observer to report Prometheus down twice")
+                assert observer.poll() is None  # still running: it retries
+                assert not (world / "world.json").exists()
+                lab.prometheus.start("/-/ready")
+                lab.wait_until_scraped()
+                wait_for(lambda: (world / "services" / "nas01" / "web.json").exists(),
+                         what="the observer to write the world once Prometheus is back")
+            finally:
+                observer.send_signal(signal.SIGTERM)
+                assert observer.wait(timeout=30) == 0

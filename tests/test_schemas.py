@@ -176,9 +176,3 @@ def test_fast_and_reference_validators_agree() -> None:
         assert fast == reference, (name, definition, instance)
         valid += fast
     assert 0 < valid < len(cases)  # both verdicts are exercised
-
-
-def test_a_node_never_seen_up_has_no_last_seen() -> None:
-    # An observer that never saw the node up has no time to give; only an online node must.
-    assert record_problems("node", {"status": "offline"}) == []
-    assert record_problems("node", {"status": "unknown"}) == []

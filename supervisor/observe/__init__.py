@@ -12,4 +12,5 @@ from __future__ import annotations
 # name -> module holding `command`, shown as `supervisor observe <name>`
 SOURCES: dict[str, str] = {
     "docker": "supervisor.observe.docker",
+    "prometheus": "supervisor.observe.prometheus",
 }
