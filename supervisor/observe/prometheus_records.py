@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from supervisor.errors import Problem
-from supervisor.inventory import NAME
+from supervisor.model import NAME
 from supervisor.observe.prometheus_map import Labels, PrometheusMap, Query
 from supervisor.timestamps import format_time, parse_time
 
