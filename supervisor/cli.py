@@ -526,6 +526,9 @@ def run_command(
 
 
 app.add_typer(observe_app, name="observe")
+from supervisor.remediation.commands import app as remediation_app
+
+app.add_typer(remediation_app)
 
 
 def main(argv: list[str] | None = None) -> Any:

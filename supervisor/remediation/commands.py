@@ -1,0 +1,274 @@
+"""`supervisor remediate`, `hold`, `release`, `holds` and `remediations`.
+
+Thin, like the rest of the CLI: options in, the remediation package's functions out. Heavy
+modules are imported inside the commands, to keep start-up fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from supervisor.cli import (
+    DEFAULT_EVENTS,
+    Format,
+    InventoryOpt,
+    MaxAgeOpt,
+    NoDefaultRulesOpt,
+    NowOpt,
+    QuietOpt,
+    RulesOpt,
+    ScenarioArg,
+    WorldOpt,
+    gather,
+    reporting_errors,
+)
+from supervisor.errors import SupervisorError
+
+app: typer.Typer = typer.Typer(rich_markup_mode=None)
+
+DEFAULT_HOLDS = Path("/tmp/supervisor-holds.json")
+DEFAULT_REMEDIATIONS = Path("/tmp/supervisor-remediations.json")
+DEFAULT_POLICY = Path("policy")
+
+EventsOpt = Annotated[
+    Path | None,
+    typer.Option("--events", metavar="PATH", show_default=False,
+                 help="The event log `run` keeps. [env SUPERVISOR_EVENTS; default "
+                 "/tmp/agent-events.log]"),
+]
+HoldsOpt = Annotated[
+    Path | None,
+    typer.Option("--holds", metavar="PATH", show_default=False,
+                 help="The holds file. [env SUPERVISOR_HOLDS; default "
+                 "/tmp/supervisor-holds.json]"),
+]
+RemediationsOpt = Annotated[
+    Path | None,
+    typer.Option("--remediations", metavar="PATH", show_default=False,
+                 help="The remediation history written for evaluation to read. [env "
+                 "SUPERVISOR_REMEDIATIONS; default /tmp/supervisor-remediations.json]"),
+]
+
+
+def _path(option: Path | None, variable: str, default: Path) -> Path:
+    if option is not None:
+        return option
+    return Path(os.environ[variable]) if os.environ.get(variable) else default
+
+
+@app.command("remediate")
+@reporting_errors
+def remediate_command(
+    scenario: ScenarioArg = None,
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", metavar="DIR", show_default=False,
+                     help="A policy set (policy/*.yaml); repeat to layer more. No policy, no "
+                     "remediation. [env SUPERVISOR_POLICY, several separated by ':'; default "
+                     "./policy when it exists]"),
+    ] = None,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Act. Without it, only print and log the plan."),
+    ] = False,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit. The default.")] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option("--interval", metavar="SECONDS", show_default=False,
+                     help="A pass every SECONDS until SIGTERM or SIGINT."),
+    ] = None,
+    watch_changes: Annotated[
+        bool, typer.Option("--watch", help="A pass whenever the event log, world or inventory "
+                           "change; --interval (default 60) still runs as a heartbeat."),
+    ] = False,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", metavar="[NODE=]URL", show_default=False,
+                     help="The Docker endpoint of a node (unix:///run/docker.sock, "
+                     "tcp://host:2375); without NODE= for every node. Repeatable."),
+    ] = None,
+    events: EventsOpt = None,
+    holds: HoldsOpt = None,
+    remediations: RemediationsOpt = None,
+    inventory: InventoryOpt = None,
+    world: WorldOpt = None,
+    rules: RulesOpt = None,
+    no_default_rules: NoDefaultRulesOpt = False,
+    now: NowOpt = None,
+    max_age: MaxAgeOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Act on recommendations by policy (dry run by default)."""
+    from supervisor.errors import InputError, Problem
+    from supervisor.remediation.cycle import Setup, remediate_once
+    from supervisor.remediation.policy import PolicySet, load_policies
+
+    if once and (interval is not None or watch_changes):
+        raise InputError([Problem("--once", message="excludes --interval and --watch")])
+    if interval is not None and not 0 < interval < math.inf:
+        raise InputError([Problem("--interval", message="must be a positive number of seconds")])
+    if policy is None and os.environ.get("SUPERVISOR_POLICY"):
+        policy = [Path(part) for part in os.environ["SUPERVISOR_POLICY"].split(":") if part]
+    if policy is None:
+        policy = [DEFAULT_POLICY] if DEFAULT_POLICY.is_dir() else []
+    policies = load_policies(policy) if policy else PolicySet()
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    setup = Setup(
+        inputs=inputs,
+        events=_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS),
+        holds=_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
+        remediations=_path(remediations, "SUPERVISOR_REMEDIATIONS", DEFAULT_REMEDIATIONS),
+        policies=policies, execute=execute, endpoints=_endpoints(endpoint or []),
+    )
+    if not policies.policies:
+        sys.stderr.write("supervisor remediate: no policy, so nothing is remediated "
+                         "(give --policy DIR)\n")
+
+    def one_pass(keep_going: bool) -> None:
+        try:
+            report = remediate_once(setup)
+        except SupervisorError as error:
+            if not keep_going:
+                raise
+            for problem in error.problems:
+                sys.stderr.write(f"{problem}\n")
+            return
+        if not quiet:
+            sys.stdout.write(report.text())
+            sys.stdout.flush()
+
+    if interval is None and not watch_changes:
+        one_pass(False)
+        return
+    from supervisor.reconcile import Stopper, loop, watch
+
+    stopper = Stopper()
+    if watch_changes:
+        watched = [setup.events.parent, inputs.inventory,
+                   inputs.world if inputs.world.is_dir() else inputs.world.parent]
+        ignored = {setup.remediations, setup.lock}
+        watch(lambda: one_pass(True), [p for p in watched if p.exists()], ignored,
+              interval or 60.0, stopper)
+    else:
+        loop(lambda: one_pass(True), interval or 60.0, stopper)
+
+
+def _endpoints(values: list[str]) -> dict[str, str]:
+    from supervisor.errors import InputError, Problem
+
+    found: dict[str, str] = {}
+    for value in values:
+        node, _, url = value.rpartition("=") if "=" in value.split("://", 1)[0] else ("", "", value)
+        if not url.startswith(("unix://", "tcp://", "http://")):
+            raise InputError([Problem("--endpoint", message=f"{value!r}: expected [NODE=]URL "
+                                      "with a unix://, tcp:// or http:// URL")])
+        found[node or "*"] = url
+    return found
+
+
+SubjectArg = Annotated[str, typer.Argument(metavar="SUBJECT",
+                                           help="A node, or <node>/<service>.")]
+
+
+@app.command("hold")
+@reporting_errors
+def hold_command(
+    subject: SubjectArg,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="TIME", show_default=False,
+                     help="When the hold lapses by itself (RFC 3339). [default: until released]"),
+    ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why, for the next person."),
+    ] = "",
+    holds: HoldsOpt = None,
+) -> None:
+    """Keep remediation away from a node or service."""
+    from supervisor.remediation.cycle import wall_clock
+    from supervisor.remediation.holds import place
+
+    placed = place(_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS), subject, wall_clock(),
+                   until=until, reason=reason)
+    lapse = f" until {placed.until}" if placed.until else " until released"
+    sys.stdout.write(f"held {placed.subject}{lapse} (by {placed.by})\n")
+
+
+@app.command("release")
+@reporting_errors
+def release_command(subject: SubjectArg, holds: HoldsOpt = None) -> None:
+    """Remove a hold."""
+    from supervisor.errors import InputError, Problem
+    from supervisor.remediation.cycle import wall_clock
+    from supervisor.remediation.holds import release
+
+    path = _path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS)
+    if release(path, subject, wall_clock()) is None:
+        raise InputError([Problem(str(path), message=f"no hold on {subject!r}")])
+    sys.stdout.write(f"released {subject}\n")
+
+
+@app.command("holds")
+@reporting_errors
+def holds_command(
+    holds: HoldsOpt = None,
+    output: Annotated[Format, typer.Option("--format", help="For people or programs.")]
+    = Format.table,
+) -> None:
+    """List the holds in force, with who, when and why."""
+    import json
+
+    from supervisor.remediation.cycle import wall_clock
+    from supervisor.remediation.holds import read_holds
+
+    now = wall_clock()
+    active = [hold for _, hold in sorted(
+        read_holds(_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS)).items()) if hold.active(now)]
+    if output is Format.json:
+        sys.stdout.write(json.dumps([{"subject": hold.subject, **hold.to_json()}
+                                     for hold in active], indent=2) + "\n")
+        return
+    if not active:
+        sys.stdout.write("no holds\n")
+    for hold in active:
+        lapse = hold.until or "released"
+        why = f": {hold.reason}" if hold.reason else ""
+        sys.stdout.write(f"{hold.subject}  by {hold.by} at {hold.at}, until {lapse}{why}\n")
+
+
+@app.command("remediations")
+@reporting_errors
+def remediations_command(
+    events: EventsOpt = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1,
+                                       help="Show the N most recent attempts.")] = 20,
+    output: Annotated[Format, typer.Option("--format", help="For people or programs.")]
+    = Format.table,
+) -> None:
+    """List recent remediations and their outcome."""
+    import json
+
+    from supervisor.eventlog import EventLog
+    from supervisor.remediation.history import replay
+
+    lines, _ = EventLog(_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS)).read()
+    attempts = list(replay(lines).attempts.values())[-limit:]
+    if output is Format.json:
+        sys.stdout.write(json.dumps([{**a.to_document(), "subject": a.subject,
+                                      "stage": a.stage, "verify_by": a.verify_by}
+                                     for a in attempts], indent=2, ensure_ascii=False) + "\n")
+        return
+    if not attempts:
+        sys.stdout.write("no remediations\n")
+    for attempt in attempts:
+        outcome = attempt.stage.removeprefix("remediation_")
+        if attempt.in_flight:
+            outcome += f", verify by {attempt.verify_by}"
+        detail = f": {attempt.detail}" if attempt.detail else ""
+        sys.stdout.write(f"{attempt.started_at}  {attempt.id}  {attempt.subject.get('id')}  "
+                         f"{attempt.policy} ({attempt.executor})  {outcome}{detail}\n")
