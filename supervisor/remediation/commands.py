@@ -145,7 +145,7 @@ def remediate_command(
     if interval is None and not watch_changes:
         one_pass(False)
         return
-    from supervisor.reconcile import Stopper, loop, watch
+    from supervisor.transitions import Stopper, loop, watch
 
     stopper = Stopper()
     if watch_changes:

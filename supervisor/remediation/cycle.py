@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from supervisor.clock import format_time, parse_time
 from supervisor.engine import Evaluation
 from supervisor.errors import SupervisorError
 from supervisor.eventlog import SOURCE, EventLog, event_id
@@ -29,6 +28,7 @@ from supervisor.remediation.holds import read_holds
 from supervisor.remediation.planner import Decision, Planner
 from supervisor.remediation.policy import PolicySet
 from supervisor.safefile import locked
+from supervisor.timestamps import format_time, parse_time
 
 
 @dataclass(frozen=True)

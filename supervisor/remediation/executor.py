@@ -14,8 +14,8 @@ from typing import Any, NamedTuple, Protocol
 
 from supervisor.compiler import compile_ast
 from supervisor.functions import RuleFunctions
+from supervisor.model import Template
 from supervisor.remediation.policy import Arguments
-from supervisor.rules import Template
 
 # Where, inside an executor's `args`, a problem is (keys and list indexes), and what it is.
 ArgumentProblem = tuple[tuple[str | int, ...], str]

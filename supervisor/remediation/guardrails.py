@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from supervisor.clock import parse_time
 from supervisor.compiler import truthy
 from supervisor.remediation.history import Attempt
 from supervisor.remediation.policy import Limits, Weekly, Window
+from supervisor.timestamps import parse_time
 
 # Checked in this order; docs/remediation.md lists them (a test keeps the two in step).
 GUARDRAILS: dict[str, str] = {

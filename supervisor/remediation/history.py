@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from supervisor.clock import format_time, parse_time
 from supervisor.eventlog import SOURCE
 from supervisor.registry import EVENT_TYPES
 from supervisor.safefile import replace_atomically
+from supervisor.timestamps import format_time, parse_time
 
 PLANNED = "remediation_planned"
 SKIPPED = "remediation_skipped"

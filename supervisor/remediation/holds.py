@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from supervisor import schemas
-from supervisor.clock import format_time, parse_time
 from supervisor.errors import InputError, Problem
 from supervisor.loader import load_json
 from supervisor.safefile import locked, replace_atomically
 from supervisor.schemas import JsonSource
+from supervisor.timestamps import format_time, parse_time
 
 
 class Hold(NamedTuple):

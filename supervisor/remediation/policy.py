@@ -16,11 +16,12 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from supervisor import schemas
-from supervisor.clock import parse_time
 from supervisor.errors import InputError, Problem, SupervisorError, raise_if
 from supervisor.functions import function_names
 from supervisor.loader import YamlDocument, load_yaml
-from supervisor.rules import Template, compile_expression
+from supervisor.model import Template
+from supervisor.rules import compile_expression
+from supervisor.timestamps import parse_time
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
