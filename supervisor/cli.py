@@ -39,6 +39,7 @@ DEFAULT_INVENTORY = Path("hosts")
 DEFAULT_WORLD = Path("/opt/homelab/world")
 DEFAULT_EVENTS = Path("/tmp/agent-events.log")
 DEFAULT_CHECKPOINT = Path("/tmp/supervisor-checkpoint.json")
+DEFAULT_REMEDIATIONS = Path("/tmp/supervisor-remediations.json")
 
 
 class Format(StrEnum):
@@ -100,6 +101,13 @@ MaxAgeOpt = Annotated[
         help="A world older than this is stale. [default: the rules' max_world_age_seconds, 600]",
     ),
 ]
+RemediationsOpt = Annotated[
+    Path | None,
+    typer.Option("--remediations", metavar="PATH", show_default=False,
+                 help="The remediation history `supervisor remediate` keeps, which rules read "
+                 "as `remediations`; a missing file is an empty history. [env "
+                 "SUPERVISOR_REMEDIATIONS; default /tmp/supervisor-remediations.json]"),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output for people or for programs.")]
 MetricsOpt = Annotated[
     Path | None,
@@ -138,6 +146,7 @@ def reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
 def gather(
     scenario: Path | None, inventory: Path | None, world: Path | None,
     rules: list[Path] | None, no_default_rules: bool, now: str | None, max_age: float | None,
+    remediations: Path | None = None,
 ) -> Inputs:
     """Resolves the input options: explicit option, then scenario directory, then environment."""
     from supervisor.errors import InputError, Problem
@@ -163,7 +172,18 @@ def gather(
         default_rules=not no_default_rules,
         now=now,
         max_age=max_age,
+        remediations=_history(remediations, scenario),
     )
+
+
+def _history(option: Path | None, scenario: Path | None) -> Path | None:
+    """A scenario carries its own history, or none: the machine's must not leak into it."""
+    if option is not None:
+        return option
+    if scenario is not None:
+        return scenario / "remediations.json"
+    variable = os.environ.get("SUPERVISOR_REMEDIATIONS")
+    return Path(variable) if variable else DEFAULT_REMEDIATIONS
 
 
 class _Progress:
@@ -223,6 +243,7 @@ def eval_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    remediations: RemediationsOpt = None,
     output: FormatOpt = Format.table,
     fail_on: FailOnOpt = None,
     metrics_file: MetricsOpt = None,
@@ -234,7 +255,8 @@ def eval_command(
     from supervisor.report import render_table, to_json, use_colour
 
     started = time.monotonic()
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
+                    remediations)
     progress = _Progress()
     try:
         loaded, evaluation = evaluate_inputs(
@@ -271,6 +293,7 @@ def explain_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    remediations: RemediationsOpt = None,
     output: FormatOpt = Format.table,
     context: Annotated[
         bool, typer.Option("--context", help="Print the document the matchers see, as JSON."),
@@ -282,7 +305,8 @@ def explain_command(
     from supervisor.inputs import load
     from supervisor.report import render_explanation, to_json, use_colour
 
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
+                    remediations)
     loaded = load(inputs)
     target = resolve(loaded.state, subject)  # before evaluating: a typo should fail fast
     evaluation = evaluate(loaded.state, loaded.rules, trace={target})
@@ -305,6 +329,7 @@ def validate_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    remediations: RemediationsOpt = None,
     strict: Annotated[
         bool,
         typer.Option("--strict", help="Also lint the rules: paths not in the document, unknown "
@@ -316,7 +341,8 @@ def validate_command(
     from supervisor.errors import Problem, RuleError
     from supervisor.inputs import load
 
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
+                    remediations)
     loaded = load(inputs)
     found: list[Problem] = []
     if strict:
@@ -417,6 +443,7 @@ def run_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    remediations: RemediationsOpt = None,
     watch_changes: Annotated[
         bool,
         typer.Option("--watch", help="Run again whenever the inventory, world or rules change; "
@@ -460,7 +487,8 @@ def run_command(
     for option, value in (("--events", events), ("--checkpoint", checkpoint)):
         if value is not None and str(value) in ("", "."):  # typer reads "" as "."
             raise InputError([Problem(option, message="names no file")])
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
+                    remediations)
     env = os.environ
     paths = Paths(
         events=events or Path(env.get("SUPERVISOR_EVENTS") or DEFAULT_EVENTS),

@@ -28,6 +28,7 @@ class Inputs(NamedTuple):
     default_rules: bool = True
     now: str | None = None  # RFC 3339; None means the world's observed_at
     max_age: float | None = None  # seconds; None means the rules' max_world_age_seconds
+    remediations: Path | None = None  # the remediation history; None means none
 
     def rule_sources(self) -> list[Path]:
         return ([default_rules_dir()] if self.default_rules else []) + list(self.rules)
@@ -74,10 +75,18 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
         rules = load_rules(inputs.rule_sources(), params=inputs.params())
     except SupervisorError as error:
         problems.extend(error.problems)
+    remediations: dict[str, list[dict[str, Any]]] = {}
+    if inputs.remediations is not None:
+        from supervisor.remediation.history import read_document
+
+        try:
+            remediations = read_document(inputs.remediations)
+        except SupervisorError as error:
+            problems.extend(error.problems)
     if problems or inventory is None or world is None or rules is None:
         raise InputError(problems)
     now = now or clock or world.observed_at
-    return Loaded(State(inventory, world, now), rules)
+    return Loaded(State(inventory, world, now, remediations), rules)
 
 
 def digest(inputs: Inputs) -> str:
@@ -86,7 +95,8 @@ def digest(inputs: Inputs) -> str:
     this runs every minute over up to a hundred thousand files."""
     hasher = hashlib.sha256(repr(
         (inputs.now, inputs.max_age, [str(source) for source in inputs.rule_sources()])).encode())
-    for root in (inputs.inventory, inputs.world, *inputs.rule_sources()):
+    history = () if inputs.remediations is None else (inputs.remediations,)
+    for root in (inputs.inventory, inputs.world, *inputs.rule_sources(), *history):
         base = str(root)
         hasher.update(f"\0root {base}\0".encode())
         for relative, path in _files(base):

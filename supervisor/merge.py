@@ -17,9 +17,12 @@ from supervisor.timestamps import format_time
 class State:
     """Desired and actual state at one evaluation time, indexed for building documents."""
 
-    def __init__(self, inventory: Inventory, world: World, now: datetime) -> None:
+    def __init__(self, inventory: Inventory, world: World, now: datetime,
+                 remediations: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.inventory = inventory
         self.world = world
+        # Remediation attempts per subject id, oldest first: an input like deployments are.
+        self.remediations = remediations or {}
         self.now = now
         self.now_text = format_time(now)
         self._world_summary = {
@@ -84,6 +87,7 @@ class State:
                 "dependencies": dependencies,
                 "deployments": self.deployments.get(subject.id, []),
                 "incidents": self.incidents.get(subject.id, []),
+                "remediations": self.remediations.get(subject.id, []),
             }
         if subject.kind == "node":
             return {
@@ -91,6 +95,7 @@ class State:
                 "node": self._node(subject.id),
                 "services": [self._service(service_id) for service_id in self.hosted.get(subject.id, [])],
                 "incidents": self.incidents.get(subject.id, []),
+                "remediations": self.remediations.get(subject.id, []),
             }
         return base
 

@@ -32,6 +32,7 @@ CONDITIONS: dict[str, str] = {
     "dependency_unavailable": "a service cannot come up because a dependency is unavailable",
     "unresolved_incident": "an incident on a node or service is still open or acknowledged",
     "unmanaged_service": "a service runs that no node declares",
+    "failed_remediation": "automatic remediation of a subject failed several times in a row",
 }
 
 # What `overrules.subjects` can name, relative to the subject the overruling rule fired on.

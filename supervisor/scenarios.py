@@ -43,6 +43,7 @@ class Expectation:
             inventory=self.directory / "hosts", world=self.directory / self.world,
             rules=tuple(self.directory / rule_set for rule_set in self.rules),
             default_rules=self.default_rules, now=self.now, max_age=self.max_age,
+            remediations=self.directory / "remediations.json",
         )
 
 

@@ -16,12 +16,14 @@ import typer
 
 from supervisor.cli import (
     DEFAULT_EVENTS,
+    DEFAULT_REMEDIATIONS,
     Format,
     InventoryOpt,
     MaxAgeOpt,
     NoDefaultRulesOpt,
     NowOpt,
     QuietOpt,
+    RemediationsOpt,
     RulesOpt,
     ScenarioArg,
     WorldOpt,
@@ -33,7 +35,6 @@ from supervisor.errors import SupervisorError
 app: typer.Typer = typer.Typer(rich_markup_mode=None)
 
 DEFAULT_HOLDS = Path("/tmp/supervisor-holds.json")
-DEFAULT_REMEDIATIONS = Path("/tmp/supervisor-remediations.json")
 DEFAULT_POLICY = Path("policy")
 
 EventsOpt = Annotated[
@@ -47,12 +48,6 @@ HoldsOpt = Annotated[
     typer.Option("--holds", metavar="PATH", show_default=False,
                  help="The holds file. [env SUPERVISOR_HOLDS; default "
                  "/tmp/supervisor-holds.json]"),
-]
-RemediationsOpt = Annotated[
-    Path | None,
-    typer.Option("--remediations", metavar="PATH", show_default=False,
-                 help="The remediation history written for evaluation to read. [env "
-                 "SUPERVISOR_REMEDIATIONS; default /tmp/supervisor-remediations.json]"),
 ]
 
 
@@ -117,12 +112,13 @@ def remediate_command(
     if policy is None:
         policy = [DEFAULT_POLICY] if DEFAULT_POLICY.is_dir() else []
     policies = load_policies(policy) if policy else PolicySet()
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age)
+    history = _path(remediations, "SUPERVISOR_REMEDIATIONS", DEFAULT_REMEDIATIONS)
+    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age, history)
     setup = Setup(
         inputs=inputs,
         events=_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS),
         holds=_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
-        remediations=_path(remediations, "SUPERVISOR_REMEDIATIONS", DEFAULT_REMEDIATIONS),
+        remediations=history,
         policies=policies, execute=execute, endpoints=_endpoints(endpoint or []),
     )
     if not policies.policies:

@@ -162,3 +162,34 @@ def write_document(path: Path, history: History, now: datetime) -> None:
     data = json.dumps(document, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_atomically(path, data.encode())
+
+
+def read_document(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The attempts per subject id, for the merged document; none when there is no file.
+
+    Refused when another user owns it: in a shared directory such as /tmp, a planted history
+    could block every remediation (or hide failures)."""
+    import os
+
+    from supervisor import schemas
+    from supervisor.errors import InputError
+    from supervisor.loader import parse_json
+    from supervisor.safefile import check_owner, open_file
+    from supervisor.schemas import JsonSource
+
+    if not path.exists() and not path.is_symlink():
+        return {}
+    descriptor = open_file(path, os.O_RDONLY)
+    try:
+        check_owner(path, descriptor)
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(descriptor)
+    document = parse_json(b"".join(chunks).decode("utf-8", "replace"), str(path))
+    problems = schemas.check("remediations", document, JsonSource(str(path)))
+    if problems:
+        raise InputError(problems)
+    subjects: dict[str, list[dict[str, Any]]] = document["subjects"]
+    return subjects
