@@ -46,13 +46,17 @@ _DEPLOYMENT = {"id": LEAF, "service": LEAF, "status": LEAF, "started_at": LEAF,
                "finished_at": LEAF, OBSERVED: None}
 _INCIDENT = {"id": LEAF, "subject": LEAF, "status": LEAF, "severity": LEAF, "opened_at": LEAF,
              "title": LEAF, OBSERVED: None}
+_REMEDIATION = {"id": LEAF, "status": LEAF, "started_at": LEAF, "finished_at": LEAF,
+                "policy": LEAF, "executor": LEAF, "action": LEAF, "condition": LEAF,
+                "fingerprint": LEAF, "detail": LEAF}
 _COMMON = {"now": LEAF, "subject": {"kind": LEAF, "id": LEAF},
            "world": {"observed_at": LEAF, "observer": None}}
 DOCUMENTS: dict[str, dict[str, Shape]] = {
     "service": {**_COMMON, "service": SERVICE, "node": NODE,
                 "dependencies": [{**SERVICE, "host": NODE}], "deployments": [_DEPLOYMENT],
-                "incidents": [_INCIDENT]},
-    "node": {**_COMMON, "node": NODE, "services": [SERVICE], "incidents": [_INCIDENT]},
+                "incidents": [_INCIDENT], "remediations": [_REMEDIATION]},
+    "node": {**_COMMON, "node": NODE, "services": [SERVICE], "incidents": [_INCIDENT],
+             "remediations": [_REMEDIATION]},
     "world": dict(_COMMON),
 }
 _ORDERING = {"lt", "lte", "gt", "gte"}

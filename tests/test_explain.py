@@ -19,7 +19,8 @@ HOMELAB = FIXTURES / "homelab"
 
 
 def explained(directory: Path, subject: str, now: str | None = None) -> Explanation:
-    loaded = load(Inputs(inventory=directory / "hosts", world=directory / "world", now=now))
+    loaded = load(Inputs(inventory=directory / "hosts", world=directory / "world", now=now,
+                         remediations=directory / "remediations.json"))
     target = resolve(loaded.state, subject)
     evaluation = evaluate(loaded.state, loaded.rules, trace={target})
     return explain(loaded.state, loaded.rules, evaluation, target)
@@ -55,6 +56,12 @@ CASES = [
     ("deployment-failures-repeated", "failed-deployment-two", "wiki01/outline", None,
      "did not match", (("failed_streak(deployments, params.deployment_window_seconds) >= "
                        "params.deployment_failures_to_block"), False, "2 >= 3")),
+    ("remediation-failures-repeated", "remediation-failures-repeated", "media01/jellyfin", None,
+     "fired", (("failed_streak(remediations, params.remediation_window_seconds) >= "
+                "params.remediation_failures_to_block"), True, "3 >= 3")),
+    ("remediation-failures-repeated", "remediation-failures-repeated", "media01/sonarr", None,
+     "did not match", (("failed_streak(remediations, params.remediation_window_seconds) >= "
+                        "params.remediation_failures_to_block"), False, "1 >= 3")),
     ("dependency-unavailable", "homelab", "edge01/home-assistant", None, "fired",
      ("service.actual.status != 'ok'", True, "'degraded' != 'ok'")),
     ("dependency-unavailable", "homelab", "media01/sonarr", None, "did not match",
