@@ -57,7 +57,11 @@ class Planner:
         `run` has not recorded (or recorded differently) would act on what nobody was told.
         Blocked ones are never acted on: reconciling them would not help."""
         found = []
-        for recommendation in self.evaluation.recommendations:
+        # Dependencies before their dependents: everything a subject depends on has fewer
+        # dependencies of its own, so acting in this order meets root causes first.
+        ordered = sorted(self.evaluation.recommendations,
+                         key=lambda r: len(self._upstream(r.subject.id, r.subject.kind)))
+        for recommendation in ordered:
             episode = self.history.episodes.get(recommendation.fingerprint)
             if (recommendation.event != BLOCKED and episode is not None
                     and episode[1] == recommendation.event):
