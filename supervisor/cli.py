@@ -49,6 +49,7 @@ class Format(StrEnum):
 
 class FailOn(StrEnum):
     degraded = "degraded"
+    reconciling = "reconciling"
     unstable = "unstable"
 
 

@@ -33,6 +33,7 @@ CONDITIONS: dict[str, str] = {
     "unresolved_incident": "an incident on a node or service is still open or acknowledged",
     "unmanaged_service": "a service runs that no node declares",
     "failed_remediation": "automatic remediation of a subject failed several times in a row",
+    "remediation_in_flight": "a remediation acted on the subject and awaits verification",
 }
 
 # What `overrules.subjects` can name, relative to the subject the overruling rule fired on.
@@ -43,13 +44,16 @@ OVERRULE_SCOPES: dict[str, str] = {
 }
 
 # From best to worst: the summary is the worst state any recommendation brings.
-SUMMARY_STATES: tuple[str, ...] = ("nominal", "degraded", "unstable")
+# `reconciling` ranks above `degraded`: drift is being acted on, which is news until verified,
+# and anything blocked or unstable still wins over it.
+SUMMARY_STATES: tuple[str, ...] = ("nominal", "degraded", "reconciling", "unstable")
 
 # What a rule's recommendation can do to the summary (the rule's `summary` key): the state it
 # brings at least. A recommendation on a critical subject brings `unstable` whatever its rule
 # says, since criticality is the inventory's to declare, not the rule's.
 RULE_SUMMARIES: dict[str, str] = {
     "degraded": "the homelab drifts; reconciling it is routine",
+    "reconciling": "a remediation is in flight: acted on, not yet verified",
     "unstable": "the homelab cannot be relied on until this is dealt with",
 }
 

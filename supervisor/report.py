@@ -20,6 +20,7 @@ _COLOURS = {
     "reconcile_recommended": "\033[36m",  # cyan
     "unstable": "\033[1;31m",
     "degraded": "\033[1;33m",
+    "reconciling": "\033[1;36m",
     "nominal": "\033[1;32m",
     "subject": "\033[1m",
     "dim": "\033[2m",

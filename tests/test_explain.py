@@ -62,6 +62,10 @@ CASES = [
     ("remediation-failures-repeated", "remediation-failures-repeated", "media01/sonarr", None,
      "did not match", (("failed_streak(remediations, params.remediation_window_seconds) >= "
                         "params.remediation_failures_to_block"), False, "1 >= 3")),
+    ("remediation-in-flight", "remediation-in-flight", "media01/jellyfin", None, "fired",
+     ("remediations[?status == 'running']", [None], "")),
+    ("remediation-in-flight", "remediation-in-flight", "media01/sonarr", None, "did not match",
+     ("remediations[?status == 'running']", [], "")),
     ("dependency-unavailable", "homelab", "edge01/home-assistant", None, "fired",
      ("service.actual.status != 'ok'", True, "'degraded' != 'ok'")),
     ("dependency-unavailable", "homelab", "media01/sonarr", None, "did not match",

@@ -4,7 +4,7 @@ The order is what makes it safe. Under a lock (one pass at a time), the pass rep
 log; an attempt whose start is logged but whose end is not belonged to a process that died
 mid-action, and is marked `remediation_interrupted` and verified like any other, never run
 again blindly. Then it evaluates the inputs afresh: bad input, or a world that cannot be trusted
-(a blocked recommendation on the world itself, such as `stale_world`), stops everything,
+(a recommendation whose rule freezes resolution, such as `stale_world`), stops everything,
 verification included. Only recommendations that both hold now and are open in the log are
 candidates. Every action is logged before it starts and after it ends.
 """
@@ -142,10 +142,10 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
 
 
 def _distrust(evaluation: Evaluation) -> str | None:
-    """Why the world cannot be acted on: a blocked recommendation on the world itself (the
-    default rules' `stale_world`) says nothing derived from it holds."""
+    """Why the inputs cannot be acted on: a recommendation whose rule freezes resolution (the
+    default rules' `stale_world`) says nothing derived from them can be trusted."""
     for recommendation in evaluation.recommendations:
-        if recommendation.subject.kind == "world" and recommendation.event == "reconcile_blocked":
+        if recommendation.freezes_resolution:
             return f"{recommendation.condition}: {recommendation.reason}"
     return None
 
