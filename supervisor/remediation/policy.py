@@ -118,11 +118,10 @@ def load_policies(sources: Sequence[Path]) -> PolicySet:
             for index, spec in enumerate(document.value.get("policies", [])):
                 at = ("policies", index)
                 policy = _policy(spec, at, document, functions, problems)
-                if policy is not None:
-                    checker = EXECUTORS[policy.executor].check
-                    problems.extend(document.problem((*at, "args", *path), message)
-                                    for path, message in checker(spec.get("args", {})))
-                _layer(policies, policy, spec, at, document, problems)
+                found = [document.problem((*at, "args", *path), message) for path, message
+                         in EXECUTORS[spec["executor"]].check(spec.get("args", {}))]
+                problems.extend(found)
+                _layer(policies, None if found else policy, spec, at, document, problems)
     raise_if(problems, InputError)
     return PolicySet(policies=tuple(policies.values()), limits=Limits(**limits),
                      windows=tuple(windows.values()))
