@@ -40,8 +40,8 @@ def test_hold_holds_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize(("args", "message"), [
     (("hold", "Not A Subject"), "SUBJECT: 'Not A Subject' is not a node or <node>/<service>"),
-    (("hold", "nas01", "--until", "2000-01-01T00:00:00Z"), "--until: 2000-01-01T00:00:00Z is "
-     "not in the future"),
+    (("hold", "nas01", "--until", "2000-01-01T00:00:00Z"), ("--until: 2000-01-01T00:00:00Z is "
+     "not in the future")),
     (("hold", "nas01", "--until", "tomorrow"), "--until: 'tomorrow' is not an RFC 3339"),
 ])
 def test_hold_refuses_bad_input(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
@@ -136,3 +136,17 @@ def test_eval_is_the_same_with_or_without_a_policy(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     assert invoke("eval", str(root), "--format", "json") == with_policy
     assert invoke("explain", "nas01/web", str(root), "--format", "json") == explained
+
+
+def test_docs_list_every_remediation_event_type_and_guardrail() -> None:
+    from conftest import ROOT
+
+    from supervisor.remediation.guardrails import GUARDRAILS
+    from supervisor.remediation.history import REMEDIATION_EVENTS
+
+    events = (ROOT / "docs" / "events.md").read_text()
+    for kind, meaning in REMEDIATION_EVENTS.items():
+        assert f"| `{kind}` | {meaning} |" in events
+    remediation = (ROOT / "docs" / "remediation.md").read_text()
+    for name, meaning in GUARDRAILS.items():
+        assert f"| `{name}` | {meaning} |" in remediation

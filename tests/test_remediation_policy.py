@@ -85,14 +85,14 @@ def test_layering_needs_override(tmp_path: Path) -> None:
     ("policies:\n  - {id: x, match: 'true', executor: docker, args: {contianer: web}}\n",
      "policies[0].args.contianer: unknown argument 'contianer'"),
     ("polices: []\n", "p.yaml:1:1: polices: unknown key 'polices' (did you mean 'policies'?)"),
-    ("maintenance:\n  - {id: w, weekly: {days: [sun], start: '02:00', end: '04:00', "
-     "timezone: Mars/Olympus}}\n", "maintenance[0].weekly.timezone: unknown time zone"),
+    (("maintenance:\n  - {id: w, weekly: {days: [sun], start: '02:00', end: '04:00', "
+     "timezone: Mars/Olympus}}\n"), "maintenance[0].weekly.timezone: unknown time zone"),
     ("maintenance:\n  - {id: w, from: '2026-12-01T06:00:00Z', until: '2026-12-01T05:00:00Z'}\n",
      "maintenance[0].until: must be later than 'from'"),
-    ("maintenance:\n  - {id: w, weekly: {days: [sun], start: '2:00', end: '04:00', "
-     "timezone: UTC}}\n", "maintenance[0].weekly.start: value '2:00' does not match"),
-    ("policies:\n  - {id: x, match: 'true', executor: command, args: {argv: [/bin/x]}}\n"
-     "  - {id: x, match: 'true', executor: command, args: {argv: [/bin/x]}}\n",
+    (("maintenance:\n  - {id: w, weekly: {days: [sun], start: '2:00', end: '04:00', "
+     "timezone: UTC}}\n"), "maintenance[0].weekly.start: value '2:00' does not match"),
+    (("policies:\n  - {id: x, match: 'true', executor: command, args: {argv: [/bin/x]}}\n"
+     "  - {id: x, match: 'true', executor: command, args: {argv: [/bin/x]}}\n"),
      "p.yaml:3:10: policies[1].id: policy id 'x' is already defined"),
 ])
 def test_problems_say_where(tmp_path: Path, text: str, expected: str) -> None:
