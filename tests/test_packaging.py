@@ -12,12 +12,13 @@ import pytest
 from supervisor.resources import data_dir
 
 UNITS = ["homelab-supervisor.service", "homelab-supervisor-once.service",
-         "homelab-supervisor-once.timer"]
+         "homelab-supervisor-once.timer", "homelab-supervisor-remediate.service"]
 
 
 def test_data_directories_are_present() -> None:
     assert (data_dir("rules") / "default.yaml").is_file()
-    for name in ("inventory", "world", "rules", "expect", "checkpoint"):
+    for name in ("inventory", "world", "rules", "expect", "checkpoint", "policy", "holds",
+                 "remediations"):
         assert (data_dir("schemas") / f"{name}.schema.json").is_file()
     for unit in UNITS:
         assert (data_dir("systemd") / unit).is_file()
