@@ -119,3 +119,17 @@ def test_the_schema_names_the_registered_executors() -> None:
     from supervisor.remediation.executor import EXECUTORS
 
     assert sorted(EXECUTORS[name].__class__.__name__.lower() for name in NAMES) == sorted(NAMES)
+
+
+def test_every_policy_example_in_the_docs_loads(tmp_path: Path) -> None:
+    import re
+
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "remediation.md").read_text()
+    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                if "policies:" in block]
+    assert len(examples) == 2
+    for index, example in enumerate(examples):
+        loaded = load_policies([write(tmp_path / str(index), "p.yaml", example)])
+        assert loaded.policies
