@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_scenario
+from support.scenarios import write_scenario
 from typer.testing import CliRunner
 
 from supervisor.cli import app
@@ -70,7 +70,8 @@ def scenario(tmp_path: Path) -> Path:
 def remediate(root: Path, *extra: str) -> tuple[int, str, str]:
     return invoke("remediate", str(root), "--now", "2026-11-26T10:01:00Z",
                   "--events", str(root / "events.log"), "--holds", str(root / "holds.json"),
-                  "--remediations", str(root / "remediations.json"), *extra)
+                  "--remediations", str(root / "remediations.json"),
+                  "--checkpoint", str(root / "cp.json"), *extra)
 
 
 def test_remediate_dry_run_then_execute_then_list(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def test_eval_is_the_same_with_or_without_a_policy(tmp_path: Path,
 
 
 def test_docs_list_every_remediation_event_type_and_guardrail() -> None:
-    from conftest import ROOT
+    from support.scenarios import ROOT
 
     from supervisor.remediation.guardrails import GUARDRAILS
     from supervisor.remediation.history import REMEDIATION_EVENTS

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_scenario
+from support.scenarios import write_scenario
 
 from supervisor.errors import SupervisorError
 from supervisor.eventlog import EventLog
@@ -20,7 +20,7 @@ from supervisor.remediation.cycle import PassReport, Setup, remediate_once
 from supervisor.remediation.holds import place
 from supervisor.remediation.policy import load_policies
 from supervisor.timestamps import parse_time
-from supervisor.transitions import Paths, run_once
+from supervisor.transitions import Paths, default_instance, run_once
 
 WEB = "services:\n  web: {labels: {tier: app}}\n  api: {labels: {tier: app}}\n"
 DEPENDENT = ("services:\n  db: {labels: {tier: app}}\n"
@@ -73,11 +73,12 @@ class Lab:
     def remediate(self, now: str, *, execute: bool = True) -> PassReport:
         setup = Setup(inputs=self.inputs(now), events=self.paths.events, holds=self.holds,
                       remediations=self.history, policies=load_policies([self.root / "policy"]),
+                      instance=default_instance(self.inputs(now).inventory, self.paths.checkpoint),
                       execute=execute)
         return remediate_once(setup)
 
     def lines(self, *types: str) -> list[dict[str, Any]]:
-        found = EventLog(self.paths.events).read()[0]
+        found = EventLog(self.paths.events).read()
         return [line for line in found if not types or line["type"] in types]
 
     def touched(self) -> list[str]:

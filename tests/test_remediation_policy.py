@@ -124,10 +124,10 @@ def test_the_schema_names_the_registered_executors() -> None:
 def test_every_policy_example_in_the_docs_loads(tmp_path: Path) -> None:
     import re
 
-    from conftest import ROOT
+    from support.scenarios import ROOT
 
     text = (ROOT / "docs" / "remediation.md").read_text()
-    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S)
+    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
                 if "policies:" in block]
     assert len(examples) == 2
     for index, example in enumerate(examples):

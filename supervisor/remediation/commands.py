@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from supervisor.cli import (
+    DEFAULT_CHECKPOINT,
     DEFAULT_EVENTS,
     DEFAULT_REMEDIATIONS,
     Format,
@@ -37,6 +38,13 @@ app: typer.Typer = typer.Typer(rich_markup_mode=None)
 DEFAULT_HOLDS = Path("/tmp/supervisor-holds.json")
 DEFAULT_POLICY = Path("policy")
 
+InstanceOpt = Annotated[
+    str | None,
+    typer.Option("--instance", metavar="NAME", show_default=False,
+                 help="The supervisor whose recommendations to act on, as `run --instance`. "
+                 "[env SUPERVISOR_INSTANCE; default: run's, from the inventory and checkpoint "
+                 "paths]"),
+]
 EventsOpt = Annotated[
     Path | None,
     typer.Option("--events", metavar="PATH", show_default=False,
@@ -88,6 +96,13 @@ def remediate_command(
                      "tcp://host:2375); without NODE= for every node. Repeatable."),
     ] = None,
     events: EventsOpt = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", metavar="PATH", show_default=False,
+                     help="run's checkpoint; only its path is used, to name run's instance. "
+                     "[env SUPERVISOR_CHECKPOINT; default /tmp/supervisor-checkpoint.json]"),
+    ] = None,
+    instance: InstanceOpt = None,
     holds: HoldsOpt = None,
     remediations: RemediationsOpt = None,
     inventory: InventoryOpt = None,
@@ -115,6 +130,8 @@ def remediate_command(
     history = _path(remediations, "SUPERVISOR_REMEDIATIONS", DEFAULT_REMEDIATIONS)
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age, history)
     setup = Setup(
+        instance=_instance(instance, inputs.inventory,
+                           _path(checkpoint, "SUPERVISOR_CHECKPOINT", DEFAULT_CHECKPOINT)),
         inputs=inputs,
         events=_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS),
         holds=_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
@@ -152,6 +169,17 @@ def remediate_command(
               interval or 60.0, stopper)
     else:
         loop(lambda: one_pass(True), interval or 60.0, stopper)
+
+
+def _instance(option: str | None, inventory: Path, checkpoint: Path) -> str:
+    from supervisor.errors import InputError, Problem
+    from supervisor.transitions import INSTANCE, default_instance
+
+    instance = option or os.environ.get("SUPERVISOR_INSTANCE") or default_instance(
+        inventory, checkpoint)
+    if not INSTANCE.fullmatch(instance):
+        raise InputError([Problem("--instance", message=f"{instance!r} is not a name")])
+    return instance
 
 
 def _endpoints(values: list[str]) -> dict[str, str]:
@@ -241,6 +269,11 @@ def holds_command(
 @reporting_errors
 def remediations_command(
     events: EventsOpt = None,
+    instance: Annotated[
+        str | None,
+        typer.Option("--instance", metavar="NAME", show_default=False,
+                     help="Only this supervisor's. [default: every instance's]"),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1,
                                        help="Show the N most recent attempts.")] = 20,
     output: Annotated[Format, typer.Option("--format", help="For people or programs.")]
@@ -252,8 +285,8 @@ def remediations_command(
     from supervisor.eventlog import EventLog
     from supervisor.remediation.history import replay
 
-    lines, _ = EventLog(_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS)).read()
-    attempts = list(replay(lines).attempts.values())[-limit:]
+    lines = EventLog(_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS)).read()
+    attempts = list(replay(lines, instance).attempts.values())[-limit:]
     if output is Format.json:
         sys.stdout.write(json.dumps([{**a.to_document(), "subject": a.subject,
                                       "stage": a.stage, "verify_by": a.verify_by}

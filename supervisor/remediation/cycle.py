@@ -20,13 +20,14 @@ from typing import Any
 
 from supervisor.engine import Evaluation
 from supervisor.errors import SupervisorError
-from supervisor.eventlog import SOURCE, EventLog, event_id
+from supervisor.eventlog import EventLog
 from supervisor.inputs import Inputs, evaluate_inputs
 from supervisor.remediation import history as h
 from supervisor.remediation.executor import EXECUTORS, Context, Done, Executor
 from supervisor.remediation.holds import read_holds
 from supervisor.remediation.planner import Decision, Planner
 from supervisor.remediation.policy import PolicySet
+from supervisor.replay import SOURCE, event_id
 from supervisor.safefile import locked
 from supervisor.timestamps import format_time, parse_time
 
@@ -38,6 +39,7 @@ class Setup:
     holds: Path
     remediations: Path  # the history document evaluation reads
     policies: PolicySet
+    instance: str  # run's: the open recommendations are its lines, and ours carry it too
     execute: bool = False
     endpoints: Mapping[str, str] = field(default_factory=dict)
 
@@ -93,14 +95,14 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
                    executors: Mapping[str, Executor] = EXECUTORS) -> PassReport:
     log = EventLog(setup.events)
     with locked(setup.lock):
-        lines, _ = log.read()
-        history = h.replay(lines)
+        history = h.replay(log.read(), setup.instance)
         now = parse_time(setup.inputs.now) if setup.inputs.now else clock()
         report = PassReport(run_id=uuid.uuid4().hex[:12], now=format_time(now),
                             execute=setup.execute)
 
         def emit(line: dict[str, Any]) -> dict[str, Any]:
-            line = {"ts": report.now, "source": SOURCE, "run_id": report.run_id, **line}
+            line = {"ts": report.now, "source": SOURCE, "instance": setup.instance,
+                    "run_id": report.run_id, **line}
             log.append([line])
             history.apply(line)
             report.lines.append(line)

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from supervisor.eventlog import SOURCE
 from supervisor.registry import EVENT_TYPES
+from supervisor.replay import SOURCE
 from supervisor.safefile import replace_atomically
 from supervisor.timestamps import format_time, parse_time
 
@@ -84,6 +84,7 @@ class Attempt:
 
 @dataclass
 class History:
+    instance: str | None  # the supervisor whose lines count (run's, and ours); None: any
     attempts: dict[str, Attempt] = field(default_factory=dict)  # by id, oldest first
     # Per recommendation fingerprint: the last planned/skipped line's (episode, type, guardrail,
     # policy), so that an unchanged decision is not logged again on every pass.
@@ -92,7 +93,8 @@ class History:
     episodes: dict[str, tuple[str | None, str]] = field(default_factory=dict)
 
     def apply(self, line: dict[str, Any]) -> None:
-        if line.get("source") != SOURCE:
+        if line.get("source") != SOURCE or (self.instance is not None
+                                            and line.get("instance") != self.instance):
             return
         kind = line.get("type")
         fingerprint = line.get("fingerprint")
@@ -134,8 +136,8 @@ def decision_key(line: dict[str, Any]) -> tuple[Any, ...]:
             line.get("policy"))
 
 
-def replay(lines: list[dict[str, Any]]) -> History:
-    history = History()
+def replay(lines: list[dict[str, Any]], instance: str | None) -> History:
+    history = History(instance)
     for line in lines:
         history.apply(line)
     return history
@@ -174,14 +176,14 @@ def read_document(path: Path) -> dict[str, list[dict[str, Any]]]:
     from supervisor import schemas
     from supervisor.errors import InputError
     from supervisor.loader import parse_json
-    from supervisor.safefile import check_owner, open_file
+    from supervisor.safefile import check_file, open_file
     from supervisor.schemas import JsonSource
 
     if not path.exists() and not path.is_symlink():
         return {}
     descriptor = open_file(path, os.O_RDONLY)
     try:
-        check_owner(path, descriptor)
+        check_file(path, descriptor)
         chunks = []
         while chunk := os.read(descriptor, 1 << 20):
             chunks.append(chunk)
