@@ -34,14 +34,21 @@ class Source(Protocol):
 
 
 class JsonSource:
-    """A JSON file: machine-written, so a path is enough to find the spot."""
+    """A JSON file. Given the text it was parsed from, a problem gets its line and column,
+    found in the text only then: valid files, nearly all of them, never pay for positions."""
 
-    def __init__(self, display: str, prefix: Path_ = ()) -> None:
+    def __init__(self, display: str, prefix: Path_ = (), text: str | None = None) -> None:
         self.display = display
         self.prefix = prefix
+        self.text = text
 
     def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem:
-        return Problem(self.display, None, None, dotted((*self.prefix, *path)), message)
+        line = column = None
+        if self.text is not None:
+            from supervisor.json_positions import locate
+
+            line, column = locate(self.text, path, key=key) or (None, None)
+        return Problem(self.display, line, column, dotted((*self.prefix, *path)), message)
 
 
 @cache

@@ -12,7 +12,7 @@ from typing import Any
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, current, too_many
-from supervisor.loader import SYMLINK_REFUSED, load_json, load_yaml
+from supervisor.loader import SYMLINK_REFUSED, load_yaml, parse_json, read_text
 from supervisor.model import NAME, World
 from supervisor.schemas import JsonSource
 from supervisor.timestamps import parse_time
@@ -65,7 +65,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         yaml_document = load_yaml(path, display)
         document, source = yaml_document.value, yaml_document
     else:
-        document, source = load_json(path, display), JsonSource(display)
+        text = read_text(path, display)
+        document, source = parse_json(text, display), JsonSource(display, text=text)
     if not isinstance(document, dict):
         raise InputError([Problem(display, message="must be a mapping with 'observed_at'")])
     raise_if(schemas.check("world", document, source))
@@ -86,14 +87,15 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
         if progress is not None and count % 1000 == 0:
             progress(count)
         try:
-            value = load_json(path, follow=False, limits=limits)
+            text = read_text(path, follow=False, limits=limits)
+            value = parse_json(text, path, limits)
         except InputError as error:
             problems.extend(error.problems)
             return None
         if not isinstance(value, dict):
             problems.append(Problem(path, message="must be a JSON object"))
             return None
-        found = schemas.check("world", value, JsonSource(path), definition)
+        found = schemas.check("world", value, JsonSource(path, text=text), definition)
         problems.extend(found)
         return None if found else value
 

@@ -126,7 +126,7 @@ def test_bad_input_reports_every_problem_and_exits_2(cli: CliRunner,
         "(did you mean 'depends_on'?)"),
         (f"{root}/hosts/n1/services.yaml:4:15: services.web.critical: expected boolean, "
         'got string "yes"'),
-        (f"{root}/world/services/n1/web.json: status: string \"broken\" is not one of: "
+        (f"{root}/world/services/n1/web.json:1:12: status: string \"broken\" is not one of: "
         "ok, degraded, failed, stopped, starting, unknown"),
         "supervisor: 3 problems found",
     ]

@@ -166,3 +166,52 @@ def test_a_world_that_never_holds_still_is_an_error(
     monkeypatch.setattr(world_module, "_read_directory", observer_never_stops)
     with pytest.raises(InputError, match="changed while the world was read, 3 times"):
         load_world(root / "world")
+
+
+SINGLE_FILE = """{
+  "observed_at": "2026-11-26T10:00:00",
+  "services": {
+    "n1/steady": {"status": "running", "since": "2026-11-26T09:00:00Z"},
+    "n1/other": {"since": "2026-11-26T09:00:00Z"}
+  },
+  "deployments": [{"id": "d1", "service": "n1/steady", "status": "failed",
+                   "started_at": "2026-11-26T09:00:00Z", "extra": 1, "finished_at": 3}]
+}
+"""
+
+
+def test_json_problems_have_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "world.json").write_text(SINGLE_FILE)
+    with pytest.raises(InputError) as caught:
+        load_world(tmp_path / "world.json")
+    shown = f"{tmp_path}/world.json"
+    assert [str(p) for p in caught.value.problems] == [
+        (f"{shown}:2:18: observed_at: string \"2026-11-26T10:00:00\" is not an RFC 3339 "
+        "timestamp with a zone (like 2026-11-26T10:00:00Z)"),
+        (f"{shown}:4:29: services.n1/steady.status: string \"running\" is not one of: ok, "
+        "degraded, failed, stopped, starting, unknown"),
+        f"{shown}:5:17: services.n1/other: missing required key 'status'",
+        f"{shown}:8:85: deployments[0].finished_at: expected string, got integer 3",
+    ]
+
+
+def test_json_records_in_a_directory_have_line_and_column(tmp_path: Path) -> None:
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()})
+    (root / "world" / "services" / "n1" / "a.json").write_text(
+        '{\n  "status": "ok",\n  "restarts": "6"\n}\n')
+    with pytest.raises(InputError) as caught:
+        load_world(root / "world")
+    assert [str(p) for p in caught.value.problems] == [
+        f"{root}/world/services/n1/a.json:3:15: restarts: expected integer, got string \"6\""]
+
+
+def test_valid_files_compute_no_positions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import json_positions
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a position was computed for a valid file")
+
+    monkeypatch.setattr(json_positions, "locate", refuse)
+    root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()},
+                          deployments=[DEPLOYMENT], incidents=[INCIDENT])
+    assert list(load_world(root / "world").services) == ["n1/a"]
