@@ -17,6 +17,7 @@ from typing import Any
 from jmespath.functions import Functions
 
 from supervisor.compiler import AstNode, compile_ast, truthy
+from supervisor.terminal import printable
 
 _OPERATORS = {"eq": "==", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -103,9 +104,9 @@ def show(value: Any, limit: int = 48) -> str:
     """A value as a rule author writes it: strings quoted, others as JSON, long ones cut;
     a long object or list is only named, since its parts are what the clause is about."""
     if isinstance(value, str):
-        text = "'" + value.replace("'", "\\'") + "'"
+        text = "'" + printable(value.replace("'", "\\'")) + "'"
     else:
-        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+        text = printable(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
     if len(text) <= limit:
         return text
     if isinstance(value, dict):

@@ -29,7 +29,6 @@ app = typer.Typer(
     name="supervisor",
     help="Compares the homelab inventory with the observed world and recommends what to "
     "reconcile. It never changes anything.",
-    no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -57,7 +56,8 @@ ScenarioArg = Annotated[
     Path | None,
     typer.Argument(
         metavar="[SCENARIO_DIR]", show_default=False,
-        help="A scenario directory: shorthand for --inventory DIR/hosts --world DIR/world.",
+        help="A scenario directory: shorthand for --inventory DIR/hosts --world DIR/world, "
+        "or for the world, rules and time its expect.yaml names.",
     ),
 ]
 InventoryOpt = Annotated[
@@ -135,8 +135,10 @@ def reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except SupervisorError as error:
+            from supervisor.terminal import printable
+
             for problem in error.problems:
-                sys.stderr.write(f"{problem}\n")
+                sys.stderr.write(f"{printable(str(problem))}\n")
             count = len(error.problems)
             sys.stderr.write(f"supervisor: {count} problem{'s' if count != 1 else ''} found\n")
             raise typer.Exit(2) from None
@@ -156,6 +158,23 @@ def gather(
     if scenario is not None and not scenario.is_dir():
         raise InputError([Problem(str(scenario), message="scenario directory does not exist")])
     env = os.environ
+    rules = rules or _env_rules()
+    if scenario is not None:
+        from supervisor.scenarios import EXPECT_FILE, load_expectation
+
+        if (scenario / EXPECT_FILE).is_file():
+            # The scenario's own world, rules and time, so that a failing scenario can be
+            # evaluated and explained exactly as `supervisor test` saw it; options still win.
+            spec = load_expectation(scenario).inputs()
+            return Inputs(
+                inventory=inventory or spec.inventory,
+                world=world or spec.world,
+                rules=(*spec.rules, *(rules or ())),
+                default_rules=spec.default_rules and not no_default_rules,
+                now=now or spec.now,
+                max_age=spec.max_age if max_age is None else max_age,
+                remediations=remediations or spec.remediations,
+            )
 
     def pick(option: Path | None, within: str, variable: str, default: Path) -> Path:
         if option is not None:
@@ -164,8 +183,6 @@ def gather(
             return scenario / within
         return Path(env[variable]) if env.get(variable) else default
 
-    if rules is None and env.get("SUPERVISOR_RULES"):
-        rules = [Path(part) for part in env["SUPERVISOR_RULES"].split(":") if part]
     return Inputs(
         inventory=pick(inventory, "hosts", "SUPERVISOR_INVENTORY", DEFAULT_INVENTORY),
         world=pick(world, "world", "SUPERVISOR_WORLD", DEFAULT_WORLD),
@@ -224,14 +241,18 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def root(
+    context: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
     """Compares the homelab inventory with the observed world and recommends what to reconcile."""
+    if context.invoked_subcommand is None:  # asking what there is is not a usage error
+        sys.stdout.write(context.get_help() + "\n")
+        raise typer.Exit(0)
 
 
 @app.command("eval")
@@ -253,7 +274,8 @@ def eval_command(
     """Print the recommendations and the summary state."""
     from supervisor.engine import reached
     from supervisor.inputs import evaluate_inputs
-    from supervisor.report import render_table, to_json, use_colour
+    from supervisor.report import render_table, to_json
+    from supervisor.terminal import use_colour
 
     started = time.monotonic()
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
@@ -304,7 +326,8 @@ def explain_command(
     from supervisor.engine import evaluate
     from supervisor.explain import explain, resolve
     from supervisor.inputs import load
-    from supervisor.report import render_explanation, to_json, use_colour
+    from supervisor.report import render_explanation, to_json
+    from supervisor.terminal import use_colour
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
                     remediations)
@@ -336,11 +359,34 @@ def validate_command(
         typer.Option("--strict", help="Also lint the rules: paths not in the document, unknown "
                      "or non-numeric params, rules that can never fire."),
     ] = False,
+    rules_only: Annotated[
+        bool,
+        typer.Option("--rules-only", help="Check the rules alone, without an inventory or a "
+                     "world (also what happens when none is given and ./hosts does not exist)."),
+    ] = False,
 ) -> None:
     """Check inventory, world and rules; report every problem."""
     from supervisor.engine import evaluate
     from supervisor.errors import Problem, RuleError
     from supervisor.inputs import load
+    from supervisor.terminal import counted
+
+    if rules_only or _rules_alone(scenario, inventory, world, rules):
+        from supervisor.inputs import Inputs
+        from supervisor.rules import load_rules
+
+        inputs = Inputs(inventory=Path(), world=Path(), rules=tuple(rules or _env_rules()),
+                        default_rules=not no_default_rules, max_age=max_age)
+        rule_set = load_rules(inputs.rule_sources(), params=inputs.params())
+        if strict:
+            from supervisor.lint import lint
+
+            if found_alone := lint(rule_set):
+                raise RuleError(found_alone)
+        enabled = sum(rule.enabled for rule in rule_set.rules)
+        sys.stdout.write(f"valid: {counted(enabled, 'rule')}, checked alone (no inventory or "
+                         f"world){'' if strict else '; --strict also lints them'}\n")
+        return
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
                     remediations)
@@ -360,10 +406,25 @@ def validate_command(
         raise RuleError(found)
     state = loaded.state
     sys.stdout.write(
-        f"valid: {len(state.inventory.nodes)} nodes and {len(state.inventory.services)} services "
-        f"declared, {len(state.world.services)} services observed, "
-        f"{sum(rule.enabled for rule in loaded.rules.rules)} rules\n"
+        f"valid: {counted(len(state.inventory.nodes), 'node')} and "
+        f"{counted(len(state.inventory.services), 'service')} declared, "
+        f"{counted(len(state.world.services), 'service')} observed, "
+        f"{counted(sum(rule.enabled for rule in loaded.rules.rules), 'rule')}\n"
     )
+
+
+def _rules_alone(scenario: Path | None, inventory: Path | None, world: Path | None,
+                 rules: list[Path] | None) -> bool:
+    """`validate --rules DIR` with nothing else to read: check the rule files alone, as
+    `promtool check rules` does, instead of failing on a missing ./hosts."""
+    env = os.environ
+    named = scenario or inventory or world or env.get("SUPERVISOR_INVENTORY") \
+        or env.get("SUPERVISOR_WORLD")
+    return bool(rules or _env_rules()) and not named and not DEFAULT_INVENTORY.exists()
+
+
+def _env_rules() -> list[Path]:
+    return [Path(part) for part in os.environ.get("SUPERVISOR_RULES", "").split(":") if part]
 
 
 @app.command("test")
@@ -390,19 +451,23 @@ def test_command(
     update: Annotated[
         bool,
         typer.Option("--update", help="Accept the current recommendations: rewrite each "
-                     "expect.yaml (showing the diff)."),
+                     "failing expect.yaml in place, comments kept (showing the diff)."),
     ] = False,
 ) -> None:
     """Run scenarios (hosts/, world/, expect.yaml) and compare."""
     from supervisor import testrun
 
-    if rules is None and os.environ.get("SUPERVISOR_RULES"):
-        rules = [Path(part) for part in os.environ["SUPERVISOR_RULES"].split(":") if part]
+    rules = rules or _env_rules()
     directories = testrun.discover(scenarios or [Path("fixtures")])
     report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
     if update:
+        from supervisor.accept import accept
+
         for result in report.results:
-            sys.stdout.write(testrun.update(result))
+            accepted = accept(result)
+            sys.stdout.write(accepted.diff)
+            if accepted.refused:
+                sys.stderr.write(f"{accepted.refused}\n")
         report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
     sys.stdout.write(testrun.render(report))
     if coverage or min_coverage is not None:
@@ -411,7 +476,8 @@ def test_command(
         testrun.write_junit(report, junit)
     if report.errors:
         raise typer.Exit(2)
-    if report.failed or (min_coverage is not None and report.coverage() < min_coverage):
+    covered = report.coverage()
+    if report.failed or (min_coverage is not None and (covered is None or covered < min_coverage)):
         raise typer.Exit(1)
 
 

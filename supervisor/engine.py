@@ -19,6 +19,7 @@ from supervisor.functions import RuleFunctions
 from supervisor.merge import State
 from supervisor.model import Rule, RuleSet, Subject, Template
 from supervisor.registry import SUMMARY_STATES
+from supervisor.terminal import cap
 
 FIRED, NO_MATCH, OVERRULED, DISABLED = "fired", "did not match", "overruled", "disabled"
 
@@ -182,7 +183,9 @@ def _render(rule: Rule, placeholders: list[Fn], subject: Subject,
     text = template.literals[0]
     for placeholder, literal in zip(placeholders, template.literals[1:], strict=True):
         text += _as_text(placeholder(document)) + literal
-    return text
+    # One field of the world (a service's whole log, say) must not make a line of megabytes
+    # in the table, the event log and the checkpoint.
+    return cap(text)
 
 
 def _as_text(value: Any) -> str:

@@ -99,6 +99,14 @@ class RuleFunctions(functions.Functions):
             parts.append(f"{remaining}s")
         return sign + "".join(parts)
 
+    @functions.signature({"types": ["number"]}, {"types": ["string"]})
+    def _func_plural(self, count: float, noun: str) -> str:
+        """`plural(count, noun)`: the count and the noun, with an `s` unless the count is 1:
+        `plural(`1`, 'deployment')` is `1 deployment`, `plural(`3`, 'deployment')` is
+        `3 deployments`."""
+        shown = int(count) if float(count).is_integer() else count
+        return f"{shown} {noun}{'' if count == 1 else 's'}"
+
 
 def function_names() -> list[str]:
     """Every function a rule may call, standard and ours."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
+import textwrap
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from supervisor.engine import Evaluation, Recommendation
+from supervisor.terminal import printable
 
 if TYPE_CHECKING:
     from supervisor.clauses import Clause
@@ -32,11 +33,6 @@ _EVENT_LABELS = {
 }
 
 
-def use_colour(stream: TextIO) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
-    return not os.environ.get("NO_COLOR") and stream.isatty()
-
-
 def to_json(document: Any) -> str:
     """Deterministic JSON: the same document always gives the same bytes."""
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -52,6 +48,9 @@ class _Painter:
         return f"{_COLOURS[style]}{text}{_RESET}"
 
 
+TABLE_WIDTH = 100  # columns the table fits: a reason wraps under itself, never the terminal
+
+
 def render_table(evaluation: Evaluation, *, colour: bool = False) -> str:
     paint = _Painter(colour)
     count = len(evaluation.recommendations)
@@ -65,17 +64,31 @@ def render_table(evaluation: Evaluation, *, colour: bool = False) -> str:
         lines.append("Inventory and world agree: nothing to reconcile.")
         return "\n".join(lines) + "\n"
     width_event = max(len(_EVENT_LABELS[r.event]) for r in rows)
-    width_action = max(len(r.action) for r in rows)
+    width_action = max(len(printable(r.action)) for r in rows)
     for subject, group in _grouped(rows):
         lines.append("")
-        lines.append(paint(f"{subject[1]}", "subject") + paint(f"  {subject[0]}", "dim"))
+        lines.append(paint(printable(subject[1]), "subject") + paint(f"  {subject[0]}", "dim"))
         for r in group:
             label = _EVENT_LABELS[r.event].ljust(width_event)
-            lines.append(
-                f"  {paint(label, r.event)}  {r.action.ljust(width_action)}  {r.reason}"
-                + paint(f"  [{r.rule}]", "dim")
-            )
+            action = printable(r.action).ljust(width_action)
+            indent = " " * len(f"  {label}  {action}  ")
+            # The rule stays on the line of the reason's last word (joined by no-break spaces).
+            wrapped = _wrap(f"{printable(r.reason)}\u00a0\u00a0[{r.rule}]", len(indent))
+            cut = wrapped[-1].rindex("\u00a0\u00a0[")
+            wrapped[-1] = wrapped[-1][:cut] + paint(f"  [{r.rule}]", "dim")
+            wrapped = [text.replace("\u00a0\u00a0[", "  [") for text in wrapped]
+            lines.append(f"  {paint(label, r.event)}  {action}  {wrapped[0]}")
+            lines.extend(indent + text for text in wrapped[1:])
     return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, indent: int) -> list[str]:
+    """`text` in lines that end by TABLE_WIDTH when they start at column `indent`; words stay
+    whole unless one alone is longer than a line."""
+    room = TABLE_WIDTH - indent
+    if len(text) <= room:
+        return [text]
+    return textwrap.wrap(text, max(room, 20), break_on_hyphens=False) or [text]
 
 
 def _grouped(
@@ -97,11 +110,20 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
 
     paint = _Painter(colour)
     subject = explanation.subject
-    lines = [paint(subject.id, "subject") + paint(f"  {subject.kind}", "dim")]
+    lines = [paint(printable(subject.id), "subject") + paint(f"  {subject.kind}", "dim")]
+    overruled = [step for step in explanation.trace if step.outcome.overruled_by is not None]
     if not explanation.recommendations:
-        lines.append("  no recommendations")
+        lines.append("  no recommendations" + (": overruled by a root cause" if overruled else ""))
+    for step in overruled:  # said first: it is why this subject has nothing (or less) to do
+        cause = step.outcome.overruled_by
+        assert cause is not None
+        lines.append(f"  {paint('overruled', 'reconcile_required')}  {step.rule.action} "
+                     f"({step.rule.id}), by {cause.rule} on {printable(cause.subject.id)}")
+        lines.append(paint(f"    which recommends {cause.action}: {printable(cause.reason)}",
+                           "dim"))
     for r in explanation.recommendations:
-        lines.append(f"  {paint(_EVENT_LABELS[r.event], r.event)}  {r.action}  {r.reason}")
+        lines.append(f"  {paint(_EVENT_LABELS[r.event], r.event)}  {r.action}  "
+                     f"{printable(r.reason)}")
         lines.append(paint(f"    rule {r.rule} ({r.condition}), {r.severity}, "
                            f"fingerprint {r.fingerprint}", "dim"))
         lines.append(paint(f"    {_meaning(r)}", "dim"))
@@ -109,7 +131,7 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
     if explanation.comparison:
         lines += ["", "Desired vs actual"]
         rows = [("field", "desired", "actual", "")] + [
-            (name, show(desired, 36), show(actual, 36), "differs" if differs else "")
+            (printable(name), show(desired, 36), show(actual, 36), "differs" if differs else "")
             for name, desired, actual, differs in explanation.comparison]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
@@ -120,15 +142,15 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
                            ("Services on this node", explanation.hosted)):
         if entries:
             lines += ["", title]
-            width = max(len(entry.subject.id) for entry in entries)
+            width = max(len(printable(entry.subject.id)) for entry in entries)
             for entry in entries:
                 actions = ", ".join(f"{r.action} ({r.condition})" for r in entry.recommendations)
-                lines.append(f"  {entry.subject.id.ljust(width)}  {entry.state}"
-                             + (f"  -> {actions}" if actions else ""))
+                lines.append(f"  {printable(entry.subject.id).ljust(width)}  "
+                             f"{printable(entry.state)}" + (f"  -> {actions}" if actions else ""))
     if explanation.overrules:
         lines += ["", "Overrules (root cause over symptom)"]
         for r in explanation.overrules:
-            lines.append(f"  {r.subject.id}: {r.action} ({r.condition}, rule {r.rule})")
+            lines.append(f"  {printable(r.subject.id)}: {r.action} ({r.condition}, rule {r.rule})")
 
     lines += ["", "Rules, in evaluation order"]
     for index, step in enumerate(explanation.trace):
@@ -138,7 +160,7 @@ def render_explanation(explanation: Explanation, *, colour: bool = False) -> str
         head = f"{label}  {step.rule.id}"
         if outcome.overruled_by is not None:
             cause = outcome.overruled_by
-            head += f"  by {cause.rule} on {cause.subject.id}"
+            head += f"  by {cause.rule} on {printable(cause.subject.id)}"
         elif outcome.outcome == "fired":
             head += f"  -> {step.rule.event} {step.rule.action}"
         lines.append(("└─ " if last else "├─ ") + head)
@@ -161,6 +183,7 @@ _WIDTH = 100  # columns the explain tree aims to fit
 def _fit(expression: str, prefix: str, rest: str) -> str:
     """The expression, cut to fit the line: it names the clause here; the rule file and
     --format json have it whole."""
+    expression = printable(expression)
     room = max(24, _WIDTH - len(prefix) - len(rest))
     return expression if len(expression) <= room else expression[: room - 1] + "…"
 

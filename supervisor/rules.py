@@ -29,12 +29,17 @@ def load_rules(
     """Loads rule sets in order; each later one layers over the earlier ones.
 
     A rule whose id already exists replaces it, in its place, only with `override: true`.
-    `params` (from the command line) win over every rule set's params.
+    `params` (from the command line) win over every rule set's params. A file named twice (a
+    scenario's rule set also given with --rules, say) is loaded once, where it first appears.
     """
     problems: list[Problem] = []
     loaded: list[tuple[YamlDocument, dict[str, Any], set[int | None]]] = []
+    seen: set[Path] = set()
     for source in sources:
         for file in _rule_files(source, problems):
+            if (same := file.resolve()) in seen:
+                continue
+            seen.add(same)
             try:
                 # Recorded now: every rule keeps its position (see model.Written).
                 document = load_yaml(file, str(file), record=True)
@@ -61,14 +66,13 @@ def load_rules(
     shared_params.update(params or {})
 
     rules: list[Rule] = []
+    written: dict[str, dict[str, Any]] = {}  # each rule's keys as they stand after overrides
     known_functions = set(function_names())
     for document, content, broken in loaded:
         for index, spec in enumerate(content["rules"]):
             if index in broken:
                 continue
             where = _RuleSource(document)
-            rule, found = _build_rule(spec, index, document, conditions, known_functions)
-            problems.extend(found)
             rule_id = spec["id"]
             path = ("rules", index, "id")
             ids = [existing.id for existing in rules]
@@ -79,10 +83,13 @@ def load_rules(
                         path, f"rule id {rule_id!r} is already defined in {earlier} "
                         "(say 'override: true' to replace it)"))
                     continue
+                spec = _overridden(written[rule_id], spec)
             elif spec.get("override", False):
                 problems.append(where.problem(
                     ("rules", index, "override"), f"rule {rule_id!r} overrides no earlier rule"))
                 continue
+            rule, found = _build_rule(spec, index, document, conditions, known_functions)
+            problems.extend(found)
             anchor = spec.get("before") or spec.get("after")
             if anchor is not None and (anchor == rule_id or anchor not in ids):
                 key = "before" if "before" in spec else "after"
@@ -91,10 +98,22 @@ def load_rules(
                 continue
             if rule is None:
                 continue
+            written[rule_id] = spec
             rule = rule._replace(params={**shared_params, **rule.params, **(params or {})})
             _place(rules, rule, spec.get("before"), spec.get("after"))
     raise_if(problems, RuleError)
     return RuleSet(rules=tuple(rules), params=shared_params, conditions=conditions)
+
+
+def _overridden(earlier: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """An override's keys over the rule it overrides: `{id, override: true, enabled: false}`
+    disables a rule, `{id, override: true, params: {...}}` retunes it; keys left out keep the
+    earlier rule's values, and params merge key by key."""
+    merged = {key: value for key, value in earlier.items() if key not in ("before", "after")}
+    merged.update(spec)
+    if "params" in earlier and "params" in spec:
+        merged["params"] = {**earlier["params"], **spec["params"]}
+    return merged
 
 
 def _place(rules: list[Rule], rule: Rule, before: str | None, after: str | None) -> None:

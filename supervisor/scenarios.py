@@ -93,7 +93,9 @@ def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> ScenarioResul
     """Evaluates one scenario and compares it with its expectation.
 
     A problem with the expectation itself (bad expect.yaml, or one naming things that do not
-    exist in the scenario, which would pass vacuously) raises `SupervisorError`.
+    exist in the scenario, which would pass vacuously) raises `SupervisorError`; so does a
+    broken rule file, unless the scenario expects exit 2 and the file is its own: the rules
+    under test are broken, which no expectation can say anything about.
     """
     expectation = load_expectation(directory)
     result = ScenarioResult(directory)
@@ -103,6 +105,9 @@ def run(directory: Path, *, extra_rules: tuple[Path, ...] = ()) -> ScenarioResul
     try:
         loaded, evaluation = evaluate_inputs(inputs)
     except SupervisorError as error:
+        tested = extra_rules if expectation.exit == 2 else inputs.rule_sources()
+        if any(_within(problem.file, tested) for problem in error.problems):
+            raise
         stderr = "\n".join(str(problem) for problem in error.problems)
         if expectation.exit != 2:
             result.failures.append(f"exit 2, wanted {expectation.exit}: {stderr}")
@@ -130,14 +135,25 @@ def compare(expectation: Expectation, evaluation: Evaluation) -> list[str]:
     if expectation.exact:
         for key in sorted(got - set(expectation.must)):
             failures.append(f"unexpected {_show(key)}")
-    for forbidden in expectation.must_not:
+    for index, forbidden in enumerate(expectation.must_not):
         for recommendation in evaluation.recommendations:
-            if recommendation.subject.id == forbidden["subject"] and all(
-                recommendation.to_json().get(name) == value
-                for name, value in forbidden.items() if name != "subject"
-            ):
-                failures.append(f"forbidden {_show(_key(recommendation.to_json()))}")
+            key = _key(recommendation.to_json())
+            if forbids(forbidden, key):
+                shown = ", ".join(f"{name}: {value}" for name, value in forbidden.items())
+                failures.append(f"forbidden {_show(key)} (must_not[{index}]: {{{shown}}})")
     return failures
+
+
+def forbids(forbidden: dict[str, str], key: Key) -> bool:
+    """Whether a `must_not` entry matches a recommendation."""
+    _, subject, condition, event, action = key
+    fields = {"subject": subject, "condition": condition, "event": event, "action": action}
+    return all(fields[name] == value for name, value in forbidden.items())
+
+
+def _within(file: str, sources: tuple[Path, ...] | list[Path]) -> bool:
+    """Whether a problem's file is one of these rule sets' files."""
+    return bool(file) and any(Path(file).is_relative_to(source) for source in sources)
 
 
 def _key(recommendation: dict[str, Any]) -> Key:

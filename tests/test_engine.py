@@ -70,7 +70,8 @@ def test_one_or_two_failures_ask_for_a_redeploy(scenario: ScenarioFactory) -> No
     assert keys(evaluation) == {
         ("service", "n1/app", "failed_deployment", "reconcile_required", "redeploy")}
     assert evaluation.summary == "degraded"
-    assert evaluation.recommendations[0].reason == "n1/app: the last 2 deployment(s) failed"
+    assert evaluation.recommendations[0].reason == (
+        "n1/app: 2 failed deployments since the last success")
 
 
 def test_thresholds_come_from_the_rules(scenario: ScenarioFactory, tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ def test_incidents_attach_to_their_subject(scenario: ScenarioFactory) -> None:
         ("node", "n1", "unresolved_incident", "reconcile_recommended", "review_incident"),
         ("service", "n1/app", "unresolved_incident", "reconcile_recommended", "review_incident"),
     }
-    assert evaluation.recommendations[1].reason == "n1/app has unresolved incidents: i1, i2"
+    assert evaluation.recommendations[1].reason == "n1/app has 2 unresolved incidents: i1, i2"
 
 
 def test_summary_is_unstable_on_a_critical_service(scenario: ScenarioFactory) -> None:

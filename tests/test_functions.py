@@ -86,6 +86,13 @@ def test_duration(seconds: float | None, text: str | None) -> None:
 
 def test_every_custom_function_has_documentation() -> None:
     docs = custom_function_docs()
-    assert set(docs) == {"age_seconds", "failed_streak", "duration", "attach"}
+    assert set(docs) == {"age_seconds", "failed_streak", "duration", "attach", "plural"}
     for name, doc in docs.items():
         assert doc.startswith(f"`{name}("), name
+
+
+def test_plural_counts_in_words() -> None:
+    assert search("plural(`1`, 'deployment')", None) == "1 deployment"
+    assert search("plural(`0`, 'deployment')", None) == "0 deployments"
+    assert search("plural(`3.0`, 'restart')", None) == "3 restarts"
+    assert search("plural(`1.5`, 'day')", None) == "1.5 days"

@@ -159,3 +159,32 @@ def test_a_rule_can_be_placed_between_existing_ones(tmp_path: Path) -> None:
 def test_placing_next_to_an_unknown_rule_is_an_error(tmp_path: Path) -> None:
     source = rule_set(tmp_path, "a", "rules:\n" + RULE.format(id="x") + "    before: nope\n")
     assert "no earlier rule 'nope' to place it before" in problems(source)[0]
+
+
+def test_a_minimal_override_disables_a_rule(tmp_path: Path) -> None:
+    quiet = rule_set(tmp_path, "quiet", "rules:\n  - {id: service-unmanaged, override: true, "
+                     "enabled: false}\n")
+    rule = load_rules([default_rules_dir(), quiet]).rule("service-unmanaged")
+    default = load_rules([default_rules_dir()]).rule("service-unmanaged")
+    assert not rule.enabled
+    assert rule._replace(enabled=True, file="", written=default.written) == \
+        default._replace(file="")
+
+
+def test_a_params_only_override_keeps_the_rest_and_merges_params(tmp_path: Path) -> None:
+    first = rule_set(tmp_path, "a", "rules:\n" + RULE.format(id="one") +
+                     "    params: {limit: 1, window: 60}\n    severity: critical\n")
+    second = rule_set(tmp_path, "b", "rules:\n  - id: one\n    override: true\n"
+                      "    params: {limit: 5}\n")
+    (rule,) = load_rules([first, second]).rules
+    assert rule.params == {"limit": 5, "window": 60}
+    assert (rule.condition, rule.action, rule.severity) == (
+        "unhealthy_service", "redeploy", "critical")
+    assert rule.file == f"{second}/rules.yaml"
+
+
+def test_a_new_rule_still_needs_every_required_key(tmp_path: Path) -> None:
+    source = rule_set(tmp_path, "a", "rules:\n  - {id: fresh, enabled: false}\n")
+    found = problems(source)
+    assert [p.rsplit(": ", 1)[1] for p in found] == [
+        f"missing required key '{key}'" for key in ("action", "condition", "event", "match")]
