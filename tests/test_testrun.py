@@ -142,6 +142,7 @@ def test_coverage_leaves_out_disabled_rules_and_names_files_briefly(
     (tmp_path / "quiet" / "quiet.yaml").write_text(QUIET_UNMANAGED)
     code, output = invoke(str(suite / "missing-service"), "--coverage",
                           "--rules", str(tmp_path / "quiet"))
+    assert code == 0, output
     assert "rule coverage: 11% (1 of 9 rules fired; 1 disabled, not counted)" in output
     assert "never fired: service-unmanaged" not in output
     assert "never fired: node-offline (built-in default.yaml)" in output
