@@ -49,6 +49,7 @@ class _Painter:
 
 
 TABLE_WIDTH = 100  # columns the table fits: a reason wraps under itself, never the terminal
+_GLUE = "\u00a0\u00a0"  # two no-break spaces: textwrap does not break a line there
 
 
 def render_table(evaluation: Evaluation, *, colour: bool = False) -> str:
@@ -72,11 +73,13 @@ def render_table(evaluation: Evaluation, *, colour: bool = False) -> str:
             label = _EVENT_LABELS[r.event].ljust(width_event)
             action = printable(r.action).ljust(width_action)
             indent = " " * len(f"  {label}  {action}  ")
-            # The rule stays on the line of the reason's last word (joined by no-break spaces).
-            wrapped = _wrap(f"{printable(r.reason)}\u00a0\u00a0[{r.rule}]", len(indent))
-            cut = wrapped[-1].rindex("\u00a0\u00a0[")
-            wrapped[-1] = wrapped[-1][:cut] + paint(f"  [{r.rule}]", "dim")
-            wrapped = [text.replace("\u00a0\u00a0[", "  [") for text in wrapped]
+            # The rule stays on the line of the reason's last word (glued by no-break spaces).
+            reason, tag = printable(r.reason), f"[{r.rule}]"
+            wrapped = _wrap(f"{reason}{_GLUE}{tag}", len(indent))
+            if wrapped[-1].endswith(_GLUE + tag):
+                wrapped[-1] = wrapped[-1][: -len(_GLUE + tag)] + paint(f"  {tag}", "dim")
+            else:  # a word longer than a line was cut, and the glue with it
+                wrapped = [*_wrap(reason, len(indent)), paint(tag, "dim")]
             lines.append(f"  {paint(label, r.event)}  {action}  {wrapped[0]}")
             lines.extend(indent + text for text in wrapped[1:])
     return "\n".join(lines) + "\n"
