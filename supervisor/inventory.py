@@ -81,6 +81,7 @@ def _assemble(documents: dict[str, YamlDocument]) -> Inventory:
             depends_on = tuple(_qualify(node_name, ref) for ref in spec.get("depends_on", []))
             desired = {
                 "critical": spec.get("critical", False),
+                "one_shot": spec.get("one_shot", False),
                 "depends_on": list(depends_on),
                 "image": spec.get("image"),
                 "version": spec.get("version"),

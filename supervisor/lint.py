@@ -32,8 +32,8 @@ X_KEYS = "x-*"  # the inventory's own extensions: any key starting with x-
 ANY_KEY = "*"
 
 _LABELS = {ANY_KEY: LEAF}
-_SERVICE_DESIRED = {"critical": LEAF, "depends_on": [LEAF], "image": LEAF, "version": LEAF,
-                    "labels": _LABELS, X_KEYS: None}
+_SERVICE_DESIRED = {"critical": LEAF, "one_shot": LEAF, "depends_on": [LEAF], "image": LEAF,
+                    "version": LEAF, "labels": _LABELS, X_KEYS: None}
 _NODE_DESIRED = {"critical": LEAF, "labels": _LABELS, X_KEYS: None}
 # The observer fields the world schema types (schemas/world.schema.json); others may be anything.
 _SERVICE_ACTUAL = {"status": LEAF, "since": LEAF, "version": LEAF, "image": LEAF,

@@ -70,7 +70,8 @@ CASES = [
      ("service.actual.status != 'ok'", True, "'degraded' != 'ok'")),
     ("dependency-unavailable", "homelab", "media01/sonarr", None, "did not match",
      (("length(attach(dependencies, {heartbeat: params.node_heartbeat_seconds})[?actual == "
-       "`null` || actual.status != 'ok' || host.actual == `null` || host.actual.status == 'offline' "
+       "`null` || actual.status != 'ok' && !(desired.one_shot && actual.status == 'stopped') "
+       "|| host.actual == `null` || host.actual.status == 'offline' "
        "|| age_seconds(host.actual.last_seen) > heartbeat]) > `0`"), False, "0 > 0")),
     ("deployment-failed", "failed-deployment-two", "wiki01/outline", None, "fired",
      ("failed_streak(deployments, params.deployment_window_seconds) >= `1`", True, "2 >= 1")),

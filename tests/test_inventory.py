@@ -31,8 +31,8 @@ def test_services_get_ids_defaults_and_qualified_dependencies(tmp_path: Path) ->
     assert list(inventory.services) == ["infra01/redis", "nas01/db", "nas01/app"]
     app = inventory.services["nas01/app"]
     assert app.depends_on == ("nas01/db", "infra01/redis")
-    assert app.desired == {"critical": False, "depends_on": ["nas01/db", "infra01/redis"],
-                           "image": None, "version": None, "labels": {}, "x-owner": "alice"}
+    assert app.desired == {"critical": False, "one_shot": False,
+                           "depends_on": ["nas01/db", "infra01/redis"], "image": None, "version": None, "labels": {}, "x-owner": "alice"}
     assert inventory.nodes["nas01"].critical
     assert inventory.nodes["nas01"].services == ("nas01/db", "nas01/app")
 
@@ -121,3 +121,12 @@ def test_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     root = hosts(tmp_path, {"n1": "- web\n- db\n"})
     assert problems(root) == [
         f"{root}/n1/services.yaml:1:1: must be a mapping with a 'services' key"]
+
+
+def test_one_shot_is_declared_per_service(tmp_path: Path) -> None:
+    (tmp_path / "nas01").mkdir()
+    (tmp_path / "nas01" / "services.yaml").write_text(
+        "services:\n  migrate: {one_shot: true}\n  web:\n")
+    inventory = load_inventory(tmp_path)
+    assert inventory.services["nas01/migrate"].desired["one_shot"] is True
+    assert inventory.services["nas01/web"].desired["one_shot"] is False
