@@ -346,3 +346,16 @@ def test_the_documented_map_is_valid(tmp_path: Path) -> None:
     assert [source.status.promql for source in documented.services] == [
         'probe_success{job="blackbox"}', 'up{job=~"postgres|redis"}']
     assert documented.last_seen.promql in text  # the default, as the comment shows it
+
+
+def test_a_query_that_gives_no_series_is_noted(tmp_path: Path) -> None:
+    prometheus_map = map_of(tmp_path)
+    seen = world(prometheus_map, {'up{job="node"}': [], 'probe_success{job="blackbox"}': [],
+                                  'up{job="blackbox"}': []})
+    assert (seen.nodes, seen.services) == ({}, {})
+    assert seen.notes == [
+        ("prometheus.yaml:4:13: nodes.liveness: up{job=\"node\"} gives no series: nothing is "
+        "observed through it (is the job or metric name right?)"),
+        ("prometheus.yaml:6:13: services[0].status: probe_success{job=\"blackbox\"} gives no "
+        "series: nothing is observed through it (is the job or metric name right?)"),
+    ]

@@ -76,6 +76,12 @@ def build_world(prometheus_map: PrometheusMap, results: Results, *, observed_at:
     incidents. A node that is not online and whose last_seen the query does not reach gets
     none here: the writer keeps the previous snapshot's, and a node never seen up has none."""
     notes: set[str] = set()
+    for query in (prometheus_map.liveness, *(source.status for source in prometheus_map.services)):
+        if query.promql in results and not results[query.promql]:
+            # Not an error (a homelab may have no such series yet), but the likeliest cause is a
+            # typo in a job name, which would otherwise look like every node or service gone.
+            notes.add(str(query.problem(f"{query.promql} gives no series: nothing is observed "
+                                        "through it (is the job or metric name right?)")))
     nodes = _nodes(prometheus_map, results, observed_at, notes)
     services = _services(prometheus_map, results, notes)
     incidents = _incidents(alerts or [], prometheus_map.alert_labels, notes)
