@@ -359,3 +359,18 @@ def test_a_query_that_gives_no_series_is_noted(tmp_path: Path) -> None:
         ("prometheus.yaml:6:13: services[0].status: probe_success{job=\"blackbox\"} gives no "
         "series: nothing is observed through it (is the job or metric name right?)"),
     ]
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "inf", "nan"])
+def test_a_timeout_out_of_range_exits_2(tmp_path: Path, timeout: str) -> None:
+    from typer.testing import CliRunner
+
+    from supervisor.cli import app
+
+    result = CliRunner().invoke(app, ["observe", "prometheus", "http://127.0.0.1:9",
+                                      "--map", str(write_map(tmp_path, "{}\n")),
+                                      "--world", str(tmp_path / "world"), "--timeout", timeout])
+    assert result.exit_code == 2
+    assert result.stderr == ("--timeout: must be a number of seconds between 0 and 3600\n"
+                             "supervisor: 1 problem found\n")
+    assert not (tmp_path / "world").exists()
