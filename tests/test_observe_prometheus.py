@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -374,3 +375,45 @@ def test_a_timeout_out_of_range_exits_2(tmp_path: Path, timeout: str) -> None:
     assert result.stderr == ("--timeout: must be a number of seconds between 0 and 3600\n"
                              "supervisor: 1 problem found\n")
     assert not (tmp_path / "world").exists()
+
+
+# -- through the snapshot writer ------------------------------------------------------------
+
+
+def write(tmp_path: Path, results: dict[str, list[Series]], when: datetime,
+          alerts: list[dict[str, Any]] | None = None) -> Path:
+    from supervisor.observe.prometheus import observation
+    from supervisor.observe.snapshot import write_snapshot
+
+    seen = build_world(map_of(tmp_path), results, observed_at=when, observer=OBSERVER,
+                       alerts=alerts)
+    write_snapshot(tmp_path / "world", observation(seen, when, OBSERVER,
+                                                   incidents=alerts is not None))
+    return tmp_path / "world"
+
+
+def record(world: Path, relative: str) -> Any:
+    return json.loads((world / relative).read_text())
+
+
+def test_a_node_down_past_the_query_keeps_the_last_seen_already_written(tmp_path: Path) -> None:
+    world = write(tmp_path, {'up{job="node"}': [series(1, node="nas01")]}, NOW)
+    later = NOW + timedelta(days=9)
+    write(tmp_path, {'up{job="node"}': [series(0, node="nas01")]}, later)  # no last_seen sample
+    assert record(world, "nodes/nas01.json") == {"status": "offline",
+                                                 "last_seen": "2026-11-26T10:00:00Z"}
+
+
+def test_a_node_only_services_name_is_unknown(tmp_path: Path) -> None:
+    world = write(tmp_path, {'probe_success{job="blackbox"}': [blackbox(1, "web")]}, NOW)
+    assert record(world, "nodes/nas01.json") == {"status": "unknown"}
+    assert record(world, "services/nas01/web.json") == {"status": "ok"}
+
+
+def test_incidents_are_replaced_only_when_alertmanager_was_asked(tmp_path: Path) -> None:
+    world = write(tmp_path, {}, NOW, alerts=[alert("a1", node="nas01")])
+    assert record(world, "incidents/alertmanager-a1.json")["status"] == "open"
+    write(tmp_path, {}, NOW + timedelta(minutes=1))  # without --alertmanager: left alone
+    assert (world / "incidents" / "alertmanager-a1.json").exists()
+    write(tmp_path, {}, NOW + timedelta(minutes=2), alerts=[])  # resolved: gone
+    assert not (world / "incidents" / "alertmanager-a1.json").exists()
