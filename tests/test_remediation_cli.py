@@ -108,7 +108,7 @@ def test_remediate_without_a_policy_does_nothing(tmp_path: Path,
 @pytest.mark.parametrize(("extra", "message"), [
     (("--once", "--interval", "5"), "--once: excludes --interval and --watch"),
     (("--interval", "0"), "--interval: must be a positive number of seconds"),
-    (("--endpoint", "nas01=/var/run/docker.sock"), "--endpoint: 'nas01=/var/run/docker.sock'"),
+    (("--node", "nas01=/var/run/docker.sock"), "--node nas01=/var/run/docker.sock: endpoint"),
 ])
 def test_remediate_refuses_bad_options(tmp_path: Path, extra: tuple[str, ...],
                                        message: str) -> None:

@@ -89,11 +89,11 @@ def remediate_command(
         bool, typer.Option("--watch", help="A pass whenever the event log, world or inventory "
                            "change; --interval (default 60) still runs as a heartbeat."),
     ] = False,
-    endpoint: Annotated[
+    node: Annotated[
         list[str] | None,
-        typer.Option("--endpoint", metavar="[NODE=]URL", show_default=False,
-                     help="The Docker endpoint of a node (unix:///run/docker.sock, "
-                     "tcp://host:2375); without NODE= for every node. Repeatable."),
+        typer.Option("--node", metavar="NAME=ENDPOINT", show_default=False,
+                     help="A node and its Docker engine, as for `observe docker`; repeat for "
+                     "more nodes. [default: this host, at $DOCKER_HOST or the local socket]"),
     ] = None,
     events: EventsOpt = None,
     checkpoint: Annotated[
@@ -136,7 +136,7 @@ def remediate_command(
         events=_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS),
         holds=_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
         remediations=history,
-        policies=policies, execute=execute, endpoints=_endpoints(endpoint or []),
+        policies=policies, execute=execute, endpoints=_endpoints(node),
     )
     if not policies.policies:
         sys.stderr.write("supervisor remediate: no policy, so nothing is remediated "
@@ -182,17 +182,10 @@ def _instance(option: str | None, inventory: Path, checkpoint: Path) -> str:
     return instance
 
 
-def _endpoints(values: list[str]) -> dict[str, str]:
-    from supervisor.errors import InputError, Problem
+def _endpoints(nodes: list[str] | None) -> dict[str, str]:
+    from supervisor.observe.endpoints import local_endpoint, parse_node_options
 
-    found: dict[str, str] = {}
-    for value in values:
-        node, _, url = value.rpartition("=") if "=" in value.split("://", 1)[0] else ("", "", value)
-        if not url.startswith(("unix://", "tcp://", "http://")):
-            raise InputError([Problem("--endpoint", message=f"{value!r}: expected [NODE=]URL "
-                                      "with a unix://, tcp:// or http:// URL")])
-        found[node or "*"] = url
-    return found
+    return {e.node: e.url for e in (parse_node_options(nodes) if nodes else [local_endpoint()])}
 
 
 SubjectArg = Annotated[str, typer.Argument(metavar="SUBJECT",

@@ -1,6 +1,7 @@
 """The `docker` executor: starts a stopped container, or restarts an unhealthy or failed one,
-through the Docker Engine API of the subject's node (the endpoints the Docker observer reads;
-Podman's compatible socket works too).
+through the Docker Engine API of the subject's node: the endpoints `observe docker` reads
+(`--node NAME=ENDPOINT`, Podman's compatible socket included), connected to and described in
+the same words by `supervisor.observe.endpoints`.
 
 `operation: auto` (the default) looks first: a container that is not running is started, one
 that runs (unhealthy, say) is restarted. `start` and `restart` do only that.
@@ -8,18 +9,13 @@ that runs (unhealthy, say) is restarted. `start` and `restart` do only that.
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-import urllib.parse
 from typing import Any
 
 from supervisor.remediation.executor import ArgumentProblem, Context, Done, seconds, unknown_keys
 
 KNOWN = ("container", "operation", "timeout", "stop_timeout")
 OPERATIONS = ("auto", "start", "restart")
-DEFAULT_CONTAINER = "{{ service.name }}"
-API = "/v1.41"  # Docker 20.10 and later, and Podman's compatible API, speak it
+DEFAULT_CONTAINER = "{{ service.actual.container_name || service.name }}"
 
 
 class Docker:
@@ -34,76 +30,48 @@ class Docker:
         return problems
 
     def execute(self, args: dict[str, Any], context: Context) -> Done:
-        endpoint = context.endpoints.get(context.node) or context.endpoints.get("*")
-        if endpoint is None:
-            return Done(False, f"no Docker endpoint for node {context.node} "
-                        "(give --endpoint NODE=URL)")
-        container = urllib.parse.quote(str(args.get("container", "")), safe="")
-        if not container:
-            return Done(False, "no container named")
+        from docker.errors import NotFound
+
+        from supervisor.observe.endpoints import (
+            EndpointError,
+            collect_leaked_sockets,
+            connect,
+            describe,
+            engine_errors,
+            parse_endpoint,
+        )
+
+        url = context.endpoints.get(context.node)
+        if url is None:
+            return Done(False, f"no Docker endpoint for node {context.node} (give --node "
+                        f"{context.node}=ENDPOINT)")
+        container = str(args.get("container", ""))
         timeout = float(args.get("timeout", 30.0))
-        operation = args.get("operation", "auto")
+        operation = str(args.get("operation", "auto"))
+        try:
+            endpoint = parse_endpoint(context.node, url)
+            client = connect(endpoint, timeout)
+        except EndpointError as error:
+            return Done(False, str(error.problems[0]))
+        message = None
         try:
             if operation == "auto":
-                status, body = _call(endpoint, "GET", f"/containers/{container}/json", timeout)
-                if status != 200:
-                    return Done(False, _refusal(status, body, container))
-                state = body.get("State", {}) if isinstance(body, dict) else {}
+                state = client.api.inspect_container(container)["State"]
                 operation = "restart" if state.get("Running") else "start"
-            path = f"/containers/{container}/{operation}"
-            if operation == "restart":
-                path += f"?t={int(float(args.get('stop_timeout', 10.0)))}"
-            status, body = _call(endpoint, "POST", path, timeout)
-        except (OSError, http.client.HTTPException, ValueError) as error:
-            return Done(False, f"Docker endpoint {endpoint}: {error}")
-        if status == 204:
-            return Done(True, f"{operation}ed container {urllib.parse.unquote(container)}")
-        if status == 304:
-            return Done(True, f"container {urllib.parse.unquote(container)} was already running")
-        return Done(False, _refusal(status, body, container))
-
-
-def _refusal(status: int, body: Any, container: str) -> str:
-    message = body.get("message") if isinstance(body, dict) else None
-    return (f"Docker answered {status} for container {urllib.parse.unquote(container)}"
-            f"{': ' + str(message) if message else ''}")
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
-
-
-def connection(endpoint: str, timeout: float) -> http.client.HTTPConnection:
-    """`unix:///run/docker.sock` or `tcp://host:port` (plain HTTP)."""
-    parsed = urllib.parse.urlsplit(endpoint)
-    if parsed.scheme == "unix" and parsed.path:
-        return _UnixConnection(parsed.path, timeout)
-    if parsed.scheme in ("tcp", "http") and parsed.hostname:
-        return http.client.HTTPConnection(parsed.hostname, parsed.port or 2375, timeout=timeout)
-    raise ValueError("not a Docker endpoint (unix:///path/docker.sock or tcp://host:port)")
-
-
-def _call(endpoint: str, method: str, path: str, timeout: float) -> tuple[int, Any]:
-    conn = connection(endpoint, timeout)
-    try:
-        conn.request(method, API + path, headers={"Content-Length": "0"} if method == "POST"
-                     else {})
-        response = conn.getresponse()
-        raw = response.read(1 << 20)
-    finally:
-        conn.close()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    return response.status, body
+            if operation == "start":
+                client.api.start(container)
+            else:
+                client.api.restart(container, timeout=int(float(args.get("stop_timeout", 10))))
+        except NotFound:
+            message = f"no container {container!r} on node {context.node} ({url})"
+        except engine_errors() as error:
+            message = f"node {context.node} ({url}): {describe(error, endpoint, timeout)}"
+        finally:
+            client.close()
+        if message is not None:
+            collect_leaked_sockets()
+            return Done(False, message)
+        return Done(True, f"{operation}ed container {container} on node {context.node}")
 
 
 EXECUTOR = Docker()

@@ -33,7 +33,7 @@ class Context(NamedTuple):
     """What an executor may need beyond its arguments."""
 
     node: str  # the node the subject is on
-    endpoints: dict[str, str]  # node name (or "*" for every node) -> Docker endpoint URL
+    endpoints: dict[str, str]  # node name -> Docker endpoint URL (`--node NAME=ENDPOINT`)
 
 
 class Executor(Protocol):
