@@ -15,13 +15,12 @@ from supervisor.remediation.executor import ArgumentProblem, Context, Done, seco
 
 KNOWN = ("container", "operation", "timeout", "stop_timeout")
 OPERATIONS = ("auto", "start", "restart")
-DEFAULT_CONTAINER = "{{ service.actual.container_name || service.name }}"
 
 
 class Docker:
     def check(self, args: dict[str, Any]) -> list[ArgumentProblem]:
         problems = unknown_keys(args, KNOWN)
-        if not isinstance(args.get("container", DEFAULT_CONTAINER), str):
+        if not isinstance(args.get("container", ""), str):
             problems.append((("container",), "must be a container name or id (a template)"))
         if args.get("operation", "auto") not in OPERATIONS:
             problems.append((("operation",), f"must be one of: {', '.join(OPERATIONS)}"))
@@ -46,6 +45,8 @@ class Docker:
             return Done(False, f"no Docker endpoint for node {context.node} (give --node "
                         f"{context.node}=ENDPOINT)")
         container = str(args.get("container", ""))
+        if not container:
+            return Done(False, "no container named (the policy's container is empty)")
         timeout = float(args.get("timeout", 30.0))
         operation = str(args.get("operation", "auto"))
         try:

@@ -60,6 +60,12 @@ class _Registry(dict[str, Executor]):
 EXECUTORS: dict[str, Executor] = _Registry()
 NAMES = ("command", "docker")  # the schema's enum; a test keeps the two in step
 
+# Arguments an executor gets when the policy does not give them (templates included).
+DEFAULT_ARGS: dict[str, dict[str, Any]] = {
+    "docker": {"container": "{{ service.actual.container_name || service.name }}",
+               "operation": "auto"},
+}
+
 
 def render(args: Arguments, document: dict[str, Any], functions: RuleFunctions) -> Any:
     """The arguments for one recommendation: every template filled in from its document.

@@ -146,7 +146,10 @@ def _policy(spec: dict[str, Any], at: tuple[str | int, ...], document: YamlDocum
     before = len(problems)
     ast, found = compile_expression(spec["match"], functions)
     problems.extend(document.problem((*at, "match"), message) for message in found)
-    args = _compile_args(spec.get("args", {}), (*at, "args"), document, functions, problems)
+    from supervisor.remediation.executor import DEFAULT_ARGS
+
+    given = {**DEFAULT_ARGS.get(spec["executor"], {}), **spec.get("args", {})}
+    args = _compile_args(given, (*at, "args"), document, functions, problems)
     if len(problems) > before:
         return None
     return Policy(
