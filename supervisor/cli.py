@@ -20,6 +20,7 @@ import typer
 
 from supervisor import __version__
 from supervisor.errors import SupervisorError
+from supervisor.importer import app as import_app
 from supervisor.observe.commands import app as observe_app
 
 if TYPE_CHECKING:
@@ -621,6 +622,7 @@ def run_command(
 
 
 app.add_typer(observe_app, name="observe")
+app.add_typer(import_app, name="import")
 from supervisor.remediation.commands import app as remediation_app
 
 app.add_typer(remediation_app)

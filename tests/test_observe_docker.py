@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.images import image_tag, image_version
+from supervisor.containers import image_tag, image_version
 from supervisor.observe.docker import (
     container_record,
     container_status,

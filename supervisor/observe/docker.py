@@ -16,8 +16,8 @@ from typing import Annotated, Any, NamedTuple
 
 import typer
 
+from supervisor.containers import SERVICE_LABEL, image_version
 from supervisor.errors import InputError, Problem
-from supervisor.images import image_version
 from supervisor.model import NAME
 from supervisor.observe.endpoints import (
     TIMEOUT_SECONDS,
@@ -40,7 +40,6 @@ from supervisor.observe.runner import (
 )
 from supervisor.observe.snapshot import NodeObservation, Observation
 
-SERVICE_LABEL = "homelab.service"
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_PROJECT = "com.docker.compose.project"
 INSPECT_THREADS = 4

@@ -1,9 +1,12 @@
-"""Container image references, as the observer sees them on containers and the Compose import
-reads them in Compose files; both must derive the same `version` from the same image."""
+"""Conventions the Docker observer and the Compose import share, so that what is imported and
+what is observed meet: the label that names a service, and the version an image stands for."""
 
 from __future__ import annotations
 
 VERSION_LABEL = "org.opencontainers.image.version"
+# Names a container's (or a Compose service's) service in the inventory, over its Compose
+# service name: the way to tell apart two stacks' `db` on one node.
+SERVICE_LABEL = "homelab.service"
 
 
 def image_tag(reference: str) -> str | None:
