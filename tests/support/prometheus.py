@@ -125,8 +125,8 @@ class Homelab:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.website = Website()
         self.dead_port = free_port()  # nothing listens here: a failing probe, a node never up
+        # The servers first: a missing program skips (or fails) the test before anything runs.
         self.node_exporter = Server(
             "node_exporter", "prometheus-node-exporter", "prometheus-node-exporter", directory,
             # One cheap collector: the tests need the scrape to succeed, not the metrics.
@@ -137,12 +137,13 @@ class Homelab:
             "blackbox_exporter", "prometheus-blackbox-exporter", "prometheus-blackbox-exporter",
             directory, [f"--config.file={blackbox_config}"])
         self.config = directory / "prometheus.yml"
-        self.config.write_text(json.dumps(self._scrape_config(), indent=2))  # JSON is YAML
         self.prometheus = Server(
             "prometheus", "prometheus", "prometheus", directory,
             [f"--config.file={self.config}", f"--storage.tsdb.path={directory / 'data'}",
              "--log.level=warn"])
         self.url = self.prometheus.url
+        self.website = Website()
+        self.config.write_text(json.dumps(self._scrape_config(), indent=2))  # JSON is YAML
 
     def _scrape_config(self) -> dict[str, Any]:
         dead = f"127.0.0.1:{self.dead_port}"
