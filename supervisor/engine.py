@@ -38,9 +38,11 @@ class Recommendation(NamedTuple):
     # recommendation does to the summary, and whether `run` may resolve anything while it holds.
     summary: str = "degraded"
     freezes_resolution: bool = False
+    # A maintenance window that says `mark: true` covers the subject (docs/remediation.md).
+    maintenance: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found = {
             "subject": self.subject.to_json(),
             "condition": self.condition,
             "event": self.event,
@@ -50,6 +52,9 @@ class Recommendation(NamedTuple):
             "reason": self.reason,
             "fingerprint": self.fingerprint,
         }
+        if self.maintenance is not None:
+            found["maintenance"] = self.maintenance
+        return found
 
 
 class Outcome(NamedTuple):
@@ -139,6 +144,7 @@ def evaluate(
                 fingerprint=fingerprint(rule.id, subject), order=order,
                 summary="unstable" if state.is_critical(subject) else rule.summary,
                 freezes_resolution=rule.freezes_resolution,
+                maintenance=state.maintenance(subject),
             )))
     if failures:
         raise RuleError([_failure(rules, rule_id, found) for rule_id, found in failures.items()])

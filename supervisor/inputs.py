@@ -76,17 +76,18 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
     except SupervisorError as error:
         problems.extend(error.problems)
     remediations: dict[str, list[dict[str, Any]]] = {}
+    maintenance: dict[str, dict[str, str]] = {}
     if inputs.remediations is not None:
         from supervisor.remediation.history import read_document
 
         try:
-            remediations = read_document(inputs.remediations)
+            remediations, maintenance = read_document(inputs.remediations)
         except SupervisorError as error:
             problems.extend(error.problems)
     if problems or inventory is None or world is None or rules is None:
         raise InputError(problems)
     now = now or clock or world.observed_at
-    return Loaded(State(inventory, world, now, remediations), rules)
+    return Loaded(State(inventory, world, now, remediations, maintenance), rules)
 
 
 def digest(inputs: Inputs) -> str:

@@ -11,18 +11,21 @@ from datetime import datetime
 from typing import Any
 
 from supervisor.model import WORLD, Inventory, Subject, World
-from supervisor.timestamps import format_time
+from supervisor.timestamps import format_time, parse_time
 
 
 class State:
     """Desired and actual state at one evaluation time, indexed for building documents."""
 
     def __init__(self, inventory: Inventory, world: World, now: datetime,
-                 remediations: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                 remediations: dict[str, list[dict[str, Any]]] | None = None,
+                 maintenance: dict[str, dict[str, str]] | None = None) -> None:
         self.inventory = inventory
         self.world = world
         # Remediation attempts per subject id, oldest first: an input like deployments are.
         self.remediations = remediations or {}
+        # Subjects a marking maintenance window covers, as `supervisor remediate` last saw them.
+        self._maintenance = maintenance or {}
         self.now = now
         self.now_text = format_time(now)
         self._world_summary = {
@@ -65,6 +68,14 @@ class State:
             return True
         service = self.inventory.services.get(subject.id) if subject.kind == "service" else None
         return service is not None and service.critical
+
+    def maintenance(self, subject: Subject) -> str | None:
+        """The marking maintenance window covering the subject (or its node) now, if any."""
+        for subject_id in (subject.id, subject.node):
+            mark = self._maintenance.get(subject_id)
+            if mark is not None and parse_time(mark["until"]) > self.now:
+                return mark["window"]
+        return None
 
     def document(self, subject: Subject) -> dict[str, Any]:
         """What a rule's matcher sees when it is evaluated on `subject`."""

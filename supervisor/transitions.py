@@ -230,7 +230,7 @@ def resync(state: LogState, now: str, run_id: str) -> list[dict[str, Any]]:
 def _opened(r: Recommendation, state: LogState, now: str, run_id: str) -> dict[str, Any]:
     before = state.open.get(r.fingerprint)
     opened_at, changes = (before["opened_at"], before["changes"]) if before else (now, 0)
-    return {
+    line = {
         "ts": now, "source": SOURCE, "type": r.event, "instance": state.instance,
         "subject": r.subject.to_json(), "condition": r.condition, "action": r.action,
         "severity": r.severity, "rule": r.rule, "reason": r.reason,
@@ -239,6 +239,9 @@ def _opened(r: Recommendation, state: LogState, now: str, run_id: str) -> dict[s
                          r.severity),
         "opened_at": opened_at,
     }
+    if r.maintenance is not None:  # a window that marks covers it (docs/remediation.md)
+        line["maintenance"] = r.maintenance
+    return line
 
 
 def _resolved(state: LogState, fingerprint: str, now: str, run_id: str) -> dict[str, Any]:

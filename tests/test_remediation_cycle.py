@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from support.scenarios import write_scenario
 
+from supervisor.engine import evaluate
 from supervisor.errors import SupervisorError
 from supervisor.eventlog import EventLog
-from supervisor.inputs import Inputs
+from supervisor.inputs import Inputs, load
 from supervisor.remediation.cycle import PassReport, Setup, remediate_once
 from supervisor.remediation.holds import place
 from supervisor.remediation.policy import load_policies
@@ -251,13 +252,28 @@ def test_maintenance_window_outside_its_hours(lab: Lab) -> None:
 
 
 def test_a_marking_window_marks_the_skipped_line(lab: Lab) -> None:
-    window = "{id: patching, from: '2026-11-26T10:00:00Z', until: '2026-11-26T12:00:00Z', mark: true}"
+    window = "{id: patching, from: '2026-11-26T10:00:00Z', until: '2026-11-26T10:03:00Z', mark: true}"
     (lab.root / "policy" / "main.yaml").write_text(
         lab.policy(extra=f"maintenance:\n  - {window}\n"))
     lab.run(T0)
     lab.remediate(T0)
     (skipped,) = lab.lines("remediation_skipped")
     assert skipped["maintenance"] == "patching"
+    # Evaluation marks the covered recommendations too: in eval's output, and on the lines run
+    # writes for recommendations that open during the window (what notifications read).
+    loaded = load(lab.inputs(T1))
+    (marked,) = evaluate(loaded.state, loaded.rules).recommendations
+    assert marked.to_json()["maintenance"] == "patching"
+    lab.world(observed_at=T1, services={"nas01/web": {"status": "stopped"},
+                                        "nas01/api": {"status": "failed"}})
+    lab.run(T1)
+    (opened,) = [line for line in lab.lines("reconcile_required")
+                 if line["subject"]["id"] == "nas01/api"]
+    assert opened["maintenance"] == "patching"
+    closed = load(lab.inputs("2026-11-26T10:03:30Z"))  # the window has closed
+    after = evaluate(closed.state, closed.rules).recommendations
+    assert [r.subject.id for r in after] == ["nas01/api", "nas01/web"]
+    assert all("maintenance" not in r.to_json() for r in after)
 
 
 def test_in_flight_then_cooldown_then_subject_rate(lab: Lab) -> None:

@@ -133,3 +133,24 @@ def test_every_policy_example_in_the_docs_loads(tmp_path: Path) -> None:
     for index, example in enumerate(examples):
         loaded = load_policies([write(tmp_path / str(index), "p.yaml", example)])
         assert loaded.policies
+
+
+def test_weekly_windows_in_their_time_zone(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from supervisor.remediation.guardrails import in_window, window_end
+    from supervisor.timestamps import parse_time
+
+    text = ("maintenance:\n  - {id: night, weekly: {days: [sat], start: '23:00', end: '02:00', "
+            "timezone: America/New_York}}\n")
+    (window,) = load_policies([write(tmp_path / "policy", "p.yaml", text)]).windows
+
+    def at(moment: str) -> datetime:
+        return parse_time(moment)
+
+    # Saturday 28 November 2026, 23:30 in New York is Sunday 04:30 UTC.
+    assert in_window(window, at("2026-11-29T04:30:00Z"))
+    assert window_end(window, at("2026-11-29T04:30:00Z")) == at("2026-11-29T07:00:00Z")
+    assert in_window(window, at("2026-11-29T06:59:00Z"))  # Sunday 01:59 local: still open
+    assert not in_window(window, at("2026-11-29T07:00:00Z"))
+    assert not in_window(window, at("2026-11-28T04:30:00Z"))  # Friday night: not a Saturday

@@ -18,12 +18,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from jmespath.exceptions import JMESPathError
+
+from supervisor.compiler import compile_ast, truthy
 from supervisor.engine import Evaluation
 from supervisor.errors import SupervisorError
 from supervisor.eventlog import EventLog
+from supervisor.functions import RuleFunctions
 from supervisor.inputs import Inputs, evaluate_inputs
+from supervisor.merge import State
 from supervisor.remediation import history as h
 from supervisor.remediation.executor import EXECUTORS, Context, Done, Executor
+from supervisor.remediation.guardrails import in_window, window_end
 from supervisor.remediation.holds import read_holds
 from supervisor.remediation.planner import Decision, Planner
 from supervisor.remediation.policy import PolicySet
@@ -120,11 +126,12 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
             _untrusted(report, history, emit, f"bad input: {problem}", problem)
             h.write_document(setup.remediations, history, now)
             raise
+        marks = _marks(setup.policies, loaded.state, now)
         distrust = _distrust(evaluation)
         if distrust is not None:
             _untrusted(report, history, emit, distrust,
                        format_time(loaded.state.world.observed_at))
-            h.write_document(setup.remediations, history, now)
+            h.write_document(setup.remediations, history, now, marks)
             return report
         observed_at = loaded.state.world.observed_at
         for attempt in history.in_flight():
@@ -139,8 +146,30 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
             elif h.decision_key(_decision_line(decision, setup.execute)) != \
                     history.decisions.get(decision.recommendation.fingerprint):
                 emit(_decision_line(decision, setup.execute))
-        h.write_document(setup.remediations, history, now)
+        h.write_document(setup.remediations, history, now, marks)
     return report
+
+
+def _marks(policies: PolicySet, state: State, now: datetime) -> h.Marks:
+    """The subjects an open window that says `mark: true` covers, for evaluation to mark their
+    recommendations as in maintenance. A window without `match` marks every node, which
+    covers the services on it."""
+    marks: h.Marks = {}
+    functions = RuleFunctions(now)
+    for window in policies.windows:
+        if not window.mark or not in_window(window, now):
+            continue
+        mark = {"window": window.id, "until": format_time(window_end(window, now))}
+        for subject in state.subjects["node"] + ([] if window.match is None
+                                                  else state.subjects["service"]):
+            try:
+                covered = window.match is None or truthy(
+                    compile_ast(window.match, functions=functions)(state.document(subject)))
+            except (JMESPathError, ValueError, TypeError):
+                covered = False
+            if covered:
+                marks.setdefault(subject.id, mark)
+    return marks
 
 
 def _distrust(evaluation: Evaluation) -> str | None:

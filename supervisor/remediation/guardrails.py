@@ -49,6 +49,18 @@ def _in_weekly(weekly: Weekly, now: datetime) -> bool:
             or ((day - 1) % 7 in weekly.days and moment < weekly.end))
 
 
+def window_end(window: Window, now: datetime) -> datetime:
+    """When `window`, open at `now`, closes."""
+    if window.weekly is None:
+        assert window.end is not None
+        return window.end
+    local = now.astimezone(window.weekly.zone)
+    end = datetime.combine(local.date(), window.weekly.end, tzinfo=window.weekly.zone)
+    if end <= local:
+        end += timedelta(days=1)
+    return end
+
+
 def open_window(windows: Iterable[Window], now: datetime, document: dict[str, Any],
                 matcher: Callable[[Any], Callable[[Any], Any]]) -> Window | None:
     """The first open window that covers the subject of `document`."""

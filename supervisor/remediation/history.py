@@ -147,7 +147,11 @@ KEEP = timedelta(days=7)
 KEEP_PER_SUBJECT = 20
 
 
-def write_document(path: Path, history: History, now: datetime) -> None:
+Marks = dict[str, dict[str, str]]  # subject id -> {"window", "until"}
+
+
+def write_document(path: Path, history: History, now: datetime,
+                   maintenance: Marks | None = None) -> None:
     """The attempts of the last week (at most 20 per subject) as an input of evaluation: the
     remediation history rules read (`--remediations`, docs/rules.md)."""
     by_subject: dict[str, list[dict[str, Any]]] = {}
@@ -155,9 +159,10 @@ def write_document(path: Path, history: History, now: datetime) -> None:
         if now - parse_time(attempt.started_at) > KEEP and not attempt.in_flight:
             continue
         by_subject.setdefault(attempt.subject["id"], []).append(attempt.to_document())
-    document = {
+    document: dict[str, Any] = {
         "version": 1,
         "written_at": format_time(now),
+        "maintenance": dict(sorted((maintenance or {}).items())),
         "subjects": {subject: records[-KEEP_PER_SUBJECT:]
                      for subject, records in sorted(by_subject.items())},
     }
@@ -166,8 +171,9 @@ def write_document(path: Path, history: History, now: datetime) -> None:
     replace_atomically(path, data.encode())
 
 
-def read_document(path: Path) -> dict[str, list[dict[str, Any]]]:
-    """The attempts per subject id, for the merged document; none when there is no file.
+def read_document(path: Path) -> tuple[dict[str, list[dict[str, Any]]], Marks]:
+    """The attempts per subject id, and the subjects a marking maintenance window covered, for
+    the merged document; none when there is no file.
 
     Refused when another user owns it: in a shared directory such as /tmp, a planted history
     could block every remediation (or hide failures)."""
@@ -180,7 +186,7 @@ def read_document(path: Path) -> dict[str, list[dict[str, Any]]]:
     from supervisor.schemas import JsonSource
 
     if not path.exists() and not path.is_symlink():
-        return {}
+        return {}, {}
     descriptor = open_file(path, os.O_RDONLY)
     try:
         check_file(path, descriptor)
@@ -194,4 +200,5 @@ def read_document(path: Path) -> dict[str, list[dict[str, Any]]]:
     if problems:
         raise InputError(problems)
     subjects: dict[str, list[dict[str, Any]]] = document["subjects"]
-    return subjects
+    marks: Marks = document.get("maintenance", {})
+    return subjects, marks
