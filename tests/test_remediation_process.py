@@ -57,3 +57,33 @@ def test_a_kill_between_start_and_verification_leaves_a_visible_attempt_never_re
     assert lines[-1]["type"] == "remediation_skipped" and lines[-1]["guardrail"] == "in_flight"
     listing = run("remediations", "--events", str(events))
     assert f"{started['attempt']}  nas01/web  slow (command)  interrupted" in listing.stdout
+
+
+def test_interval_passes_until_sigterm(tmp_path: Path) -> None:
+    root = write_scenario(tmp_path / "lab", {"nas01": "services:\n  web: {}\n"},
+                          services={"nas01/web": {"status": "stopped"}})
+    (root / "policy").mkdir()
+    (root / "policy" / "p.yaml").write_text(
+        "policies:\n  - id: touch\n    match: \"recommendation.action == 'redeploy'\"\n"
+        f"    executor: command\n    args: {{argv: [/usr/bin/touch, '{root}/touched']}}\n")
+    state = ["--events", str(root / "events.log"), "--checkpoint", str(root / "cp.json"),
+             "--remediations", str(root / "remediations.json")]
+    assert run("run", str(root), "--now", NOW, *state).returncode == 0
+    process = start("remediate", str(root), "--now", NOW, *state, "--holds",
+                    str(root / "holds.json"), "--policy", str(root / "policy"),
+                    "--interval", "0.2")
+    try:
+        assert process.stdout is not None
+        first, second = process.stdout.readline(), process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "(dry run): would act on nas01/web (touch)" in first
+    assert "(dry run): would act on nas01/web (touch)" in second  # printed on every pass
+    assert not (root / "touched").exists()
+    lines = [json.loads(line) for line in (root / "events.log").read_text().splitlines()]
+    assert [line["type"] for line in lines].count("remediation_planned") == 1  # logged once
