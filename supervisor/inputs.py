@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
-import os
 from collections.abc import Container
 from datetime import datetime
 from pathlib import Path
@@ -88,39 +86,6 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
         raise InputError(problems)
     now = now or clock or world.observed_at
     return Loaded(State(inventory, world, now, remediations, maintenance), rules)
-
-
-def digest(inputs: Inputs) -> str:
-    """A hash of every file the inputs can read, and of the options: equal digests mean a run
-    would see byte-identical inputs (and may skip evaluating them again). Paths stay strings:
-    this runs every minute over up to a hundred thousand files."""
-    hasher = hashlib.sha256(repr(
-        (inputs.now, inputs.max_age, [str(source) for source in inputs.rule_sources()])).encode())
-    history = () if inputs.remediations is None else (inputs.remediations,)
-    for root in (inputs.inventory, inputs.world, *inputs.rule_sources(), *history):
-        base = str(root)
-        hasher.update(f"\0root {base}\0".encode())
-        for relative, path in _files(base):
-            try:
-                with open(path, "rb", buffering=0) as handle:
-                    data = handle.read()
-            except OSError:
-                data = b"\0unreadable"
-            hasher.update(f"\0{relative}\0{len(data)}\0".encode())
-            hasher.update(data)
-    return hasher.hexdigest()
-
-
-def _files(base: str) -> list[tuple[str, str]]:
-    """(path relative to `base`, path) of every file under `base`, in a stable order."""
-    if os.path.isfile(base):
-        return [("", base)]
-    found: list[tuple[str, str]] = []
-    for directory, subdirectories, names in os.walk(base):
-        subdirectories.sort()
-        prefix = directory[len(base):]
-        found.extend((f"{prefix}/{name}", os.path.join(directory, name)) for name in sorted(names))
-    return found
 
 
 def evaluate_inputs(inputs: Inputs, *, clock: datetime | None = None,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, YamlDocument, load_yaml
 from supervisor.model import NAME, Inventory, Node, Service
+from supervisor.parsed import MISSING, Parsed
 
 SERVICES_FILE = "services.yaml"
 
@@ -21,6 +24,8 @@ def load_inventory(root: Path) -> Inventory:
         raise InputError([Problem(str(root), message="inventory must be a directory of nodes")])
     problems: list[Problem] = []
     documents: dict[str, YamlDocument] = {}
+    values: dict[str, dict[str, Any]] = {}
+    cached = Parsed("inventory", str(root))
     try:
         entries = sorted(root.iterdir())
     except OSError as error:
@@ -43,37 +48,51 @@ def load_inventory(root: Path) -> Inventory:
             problems.append(Problem(str(entry), message=f"node name {entry.name!r} is not valid "
                                     "(lowercase letters, digits, '_', '.', '-'; at most 63)"))
             continue
-        try:
-            document = load_yaml(entry / SERVICES_FILE, display, follow=False)
-        except InputError as error:
-            problems.extend(error.problems)
-            continue
-        if not isinstance(document.value, dict):
-            problems.append(document.problem((), "must be a mapping with a 'services' key"))
-            continue
-        found = schemas.check("inventory", document.value, document)
-        if found:
-            problems.extend(found)
-            continue
-        documents[entry.name] = document
-    if not documents and not problems:
+        value = cached.get(display)
+        if value is MISSING:
+            try:
+                document = load_yaml(entry / SERVICES_FILE, display, follow=False)
+            except InputError as error:
+                problems.extend(error.problems)
+                continue
+            if not isinstance(document.value, dict):
+                problems.append(document.problem((), "must be a mapping with a 'services' key"))
+                continue
+            found = schemas.check("inventory", document.value, document)
+            if found:
+                problems.extend(found)
+                continue
+            documents[entry.name] = document
+            value = document.value
+            cached.put(display, value)
+        values[entry.name] = value
+    if not values and not problems:
         problems.append(Problem(str(root), message=f"holds no nodes (expected <node>/{SERVICES_FILE})"))
+    cached.save()
     raise_if(problems)
 
-    inventory = _assemble(documents)
+    inventory = _assemble(values)
     if len(inventory.services) > limits.services:
         raise too_many(str(root), "services", len(inventory.services), limits.services,
                        VARIABLES["services"])
-    problems.extend(_check_dependencies(inventory, documents))
+
+    def document_of(node: str) -> YamlDocument:
+        # A cached file is read again only to say where a problem is.
+        if node not in documents:
+            documents[node] = load_yaml(root / node / SERVICES_FILE,
+                                        str(root / node / SERVICES_FILE), follow=False)
+        return documents[node]
+
+    problems.extend(_check_dependencies(inventory, document_of))
     raise_if(problems)
     return inventory
 
 
-def _assemble(documents: dict[str, YamlDocument]) -> Inventory:
+def _assemble(values: dict[str, dict[str, Any]]) -> Inventory:
     inventory = Inventory()
-    for node_name, document in documents.items():
-        node_spec = document.value.get("node") or {}
-        services = document.value.get("services") or {}
+    for node_name, value in values.items():
+        node_spec = value.get("node") or {}
+        services = value.get("services") or {}
         ids = []
         for service_name, spec in services.items():
             spec = spec or {}
@@ -109,12 +128,13 @@ def _qualify(node: str, ref: str) -> str:
     return ref if "/" in ref else f"{node}/{ref}"
 
 
-def _check_dependencies(inventory: Inventory, documents: dict[str, YamlDocument]) -> list[Problem]:
+def _check_dependencies(inventory: Inventory, document_of: Callable[[str], YamlDocument]
+                        ) -> list[Problem]:
     problems = []
 
     def where(service: Service, index: int | None = None) -> tuple[YamlDocument, tuple[str | int, ...]]:
         path: tuple[str | int, ...] = ("services", service.name, "depends_on")
-        return documents[service.node], path if index is None else (*path, index)
+        return document_of(service.node), path if index is None else (*path, index)
 
     for service in inventory.services.values():
         for index, dependency in enumerate(service.depends_on):

@@ -25,6 +25,7 @@ from yaml.nodes import Node as YamlNode
 
 from supervisor.errors import InputError, Problem, dotted
 from supervisor.limits import VARIABLES, Limits, current
+from supervisor.manifest import prefetched
 
 SYMLINK_REFUSED = "is a symlink; links inside the inventory and the world are not followed"
 
@@ -48,6 +49,13 @@ def read_text(path: Path | str, display: str | None = None, *, follow: bool = Tr
     limits = limits or current()
     most, variable = ((limits.yaml_bytes, "yaml_bytes") if yaml
                       else (limits.file_bytes, "file_bytes"))
+    early = prefetched(os.fspath(path))
+    if early is not None:  # read (once) already, to see whether it changed
+        status, raw = early
+        if status.st_size > most:
+            raise InputError([Problem(shown, message=f"is {status.st_size} bytes; the limit is "
+                                      f"{most} ({VARIABLES[variable]})")])
+        return _decode(raw, shown)
     # O_NONBLOCK: opening a FIFO planted where a file should be must not wait for a writer.
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
     try:
@@ -79,6 +87,10 @@ def read_text(path: Path | str, display: str | None = None, *, follow: bool = Tr
     finally:
         os.close(descriptor)
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return _decode(raw, shown)
+
+
+def _decode(raw: bytes, shown: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -104,6 +116,29 @@ class YamlDocument:
                 text, display, self.limits, record=True)
         else:
             self.value = _build(text, display, self.limits, record=False)[0]
+
+    def saved(self) -> list[Any]:
+        """The value and every position, as JSON, for the cache (see `restore`)."""
+        self.locate(())  # positions, if not recorded yet
+        return [self.value,
+                [[list(path), *at] for path, at in (self._positions or {}).items()],
+                [[list(path), *at] for path, at in self._key_positions.items()]]
+
+    @classmethod
+    def restore(cls, display: str, saved: Any) -> YamlDocument | None:
+        """A document as `saved` left it, without the file; None if `saved` is not one."""
+        try:
+            value, positions, key_positions = saved
+            document = cls.__new__(cls)
+            document.text, document.display, document.limits = "", display, current()
+            document.value = value
+            document._positions = {tuple(path): (line, column)
+                                   for path, line, column in positions}
+            document._key_positions = {tuple(path): (line, column)
+                                       for path, line, column in key_positions}
+        except (TypeError, ValueError):
+            return None
+        return document if isinstance(document.value, dict) else None
 
     def locate(self, path: Path_, *, key: bool = False) -> Position | None:
         """Line and column (1-based) of the value at `path`, or of its key with `key=True`.

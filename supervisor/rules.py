@@ -15,6 +15,7 @@ from supervisor.errors import Problem, RuleError, SupervisorError, raise_if
 from supervisor.functions import function_names
 from supervisor.loader import YamlDocument, load_yaml
 from supervisor.model import Overrule, Rule, RuleSet, Template, Written
+from supervisor.parsed import MISSING, Parsed
 from supervisor.registry import CONDITIONS, DEFAULT_SEVERITY, DEFAULT_SUMMARY
 from supervisor.resources import data_dir
 
@@ -36,10 +37,15 @@ def load_rules(
     loaded: list[tuple[YamlDocument, dict[str, Any], set[int | None]]] = []
     seen: set[Path] = set()
     for source in sources:
+        cached = Parsed("rules", str(source))
         for file in _rule_files(source, problems):
             if (same := file.resolve()) in seen:
                 continue
             seen.add(same)
+            saved = cached.get(str(file))
+            if saved is not MISSING and (document := YamlDocument.restore(str(file), saved)):
+                loaded.append((document, document.value, set()))  # it passed the schema
+                continue
             try:
                 # Recorded now: every rule keeps its position (see model.Written).
                 document = load_yaml(file, str(file), record=True)
@@ -51,12 +57,15 @@ def load_rules(
                 continue
             found = schemas.check("rules", document.value, _RuleSource(document))
             problems.extend(found)
+            if not found:
+                cached.put(str(file), document.saved())
             broken = {_rule_index(problem.path) for problem in found}
             if None in broken:
                 continue  # the file's own structure is wrong, not just some of its rules
             # Rules that passed the schema still get their semantic checks, so that one run
             # reports every problem.
             loaded.append((document, document.value, broken))
+        cached.save()
 
     conditions = dict(CONDITIONS)
     shared_params: dict[str, Any] = {}

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import EventLog
-from supervisor.inputs import Inputs, digest, evaluate_inputs
+from supervisor.manifest import Check, reading
 from supervisor.metrics import Snapshot
 from supervisor.replay import (
     ERROR,
@@ -44,6 +44,9 @@ from supervisor.replay import (
 )
 from supervisor.safefile import UnsafeFileError, locked
 from supervisor.timestamps import format_time, parse_time
+
+if TYPE_CHECKING:
+    from supervisor.inputs import Inputs
 
 RESYNC = "resync"  # the count of lines a run wrote again
 
@@ -140,14 +143,19 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
         now = parse_time(inputs.now) if inputs.now else clock()
         report = RunReport(run_id=uuid.uuid4().hex[:12], now=format_time(now))
         events = resync(checkpoint.state, report.now, report.run_id) if checkpoint.resync else []
-        fingerprint = digest(inputs)
+        found = Check(inputs)
+        found.save()
+        fingerprint = found.digest
         if (fingerprint == checkpoint.inputs_digest and checkpoint.last_error is None
                 and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))):
             report.skipped = True
             _commit(log, paths, checkpoint, events, report)
             return _settle(report, checkpoint)
         try:
-            loaded, evaluation = evaluate_inputs(inputs, clock=now)
+            from supervisor.inputs import evaluate_inputs  # only when there is work to do
+
+            with reading(found.for_loaders()):
+                loaded, evaluation = evaluate_inputs(inputs, clock=now)
         except SupervisorError as error:
             if not keep_going:
                 raise

@@ -14,6 +14,7 @@ from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, load_yaml, parse_json, read_text
 from supervisor.model import NAME, World
+from supervisor.parsed import MISSING, Parsed
 from supervisor.schemas import JsonSource
 from supervisor.timestamps import parse_time
 
@@ -81,11 +82,16 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
     count = 0
     limits = current()
 
+    cached = Parsed("world", base)
+
     def record(path: str, definition: str) -> Any:
         nonlocal count
         count += 1
         if progress is not None and count % 1000 == 0:
             progress(count)
+        value = cached.get(path)
+        if value is not MISSING:
+            return value
         try:
             text = read_text(path, follow=False, limits=limits)
             value = parse_json(text, path, limits)
@@ -97,7 +103,10 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
             return None
         found = schemas.check("world", value, JsonSource(path, text=text), definition)
         problems.extend(found)
-        return None if found else value
+        if found:
+            return None
+        cached.put(path, value)
+        return value
 
     def named(name: str, path: str, what: str) -> str | None:
         if NAME.fullmatch(name):
@@ -132,6 +141,7 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
         for _, path in _json_files(os.path.join(base, kind), problems):
             if (value := record(path, definition)) is not None:
                 document[kind].append(value)
+    cached.save()
     raise_if(problems)
     return document
 

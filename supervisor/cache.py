@@ -1,0 +1,149 @@
+"""The cache: what was read from unchanged input files, kept between runs.
+
+Reading and checking a hundred thousand files is most of a cold `eval`; a file whose stamp
+(inode, mtime_ns, size, ctime_ns) has not changed since it was last read has not changed
+either, so its parsed and checked value can be reused. A stamp taken within `RACY_NS` of the
+file's modification is never trusted: a file rewritten twice within one clock tick would keep
+its stamp (git's "racily clean" entries).
+
+The cache is only ever data: JSON, checked for shape and by a hash over its body, written
+atomically, owned by this user and private. A cache from another version of the program, its
+schemas, its limits or Python is not used; a cache that is corrupt, foreign or unreadable is
+ignored and rebuilt. Nothing in it is executed.
+
+Where: `$SUPERVISOR_CACHE_DIR`, else systemd's `$CACHE_DIRECTORY` (`CacheDirectory=`), else
+`$XDG_CACHE_HOME/homelab-supervisor`, else `~/.cache/homelab-supervisor`.
+`SUPERVISOR_CACHE=off` turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+Stamp = tuple[int, int, int, int]  # inode, mtime_ns, size, ctime_ns
+FORMAT = 1
+RACY_NS = 2_000_000_000  # coarse file systems keep whole or even two seconds
+PACKAGE = Path(__file__).resolve().parent
+
+
+def stamp_of(path: str) -> Stamp | None:
+    """The stamp of a regular file at `path` (not followed if a symlink), else None."""
+    try:
+        status = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return stamp_from(status)
+
+
+def stamp_from(status: os.stat_result) -> Stamp | None:
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns)
+
+
+def trusted(stamp: Stamp, taken_ns: int) -> bool:
+    """A stamp taken at `taken_ns` can vouch for the file's content later on."""
+    return taken_ns - max(stamp[1], stamp[3]) > RACY_NS
+
+
+def directory() -> Path | None:
+    """Where the cache lives, or None when it is turned off."""
+    env = os.environ
+    if env.get("SUPERVISOR_CACHE", "").lower() in ("off", "0", "no", "false"):
+        return None
+    if env.get("SUPERVISOR_CACHE_DIR"):
+        return Path(env["SUPERVISOR_CACHE_DIR"])
+    if env.get("CACHE_DIRECTORY"):
+        return Path(env["CACHE_DIRECTORY"].split(":")[0])
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "homelab-supervisor"
+
+
+def identity(limits: object) -> str:
+    """What a cache is valid for: this program (its version and code), its schemas, the input
+    limits in force and the Python that reads it. Stat-only, to keep start-up cheap."""
+    from supervisor import __version__
+    from supervisor.resources import data_dir
+
+    parts: list[object] = [FORMAT, __version__, sys.version, repr(limits)]
+    for folder in (PACKAGE, data_dir("schemas")):
+        try:
+            with os.scandir(folder) as entries:
+                parts.extend(sorted(
+                    (entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+                    for entry in entries if entry.name.endswith((".py", ".json"))))
+        except OSError:
+            continue
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def cache_path(kind: str, scope: str) -> Path | None:
+    """The cache file for `kind` (inventory, world, rules, manifest) of the inputs at `scope`."""
+    folder = directory()
+    if folder is None:
+        return None
+    return folder / f"{kind}-{hashlib.sha256(scope.encode()).hexdigest()[:16]}.json"
+
+
+def read(path: Path | None, expected: str) -> dict[str, Any] | None:
+    """The cache's entries, or None if there is none usable (missing, foreign, corrupt, stale)."""
+    if path is None:
+        return None
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        status = os.fstat(descriptor)
+        # Someone else's file, or one others may write, could have been planted.
+        if (not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid()
+                or status.st_mode & 0o022):
+            return None
+        with os.fdopen(os.dup(descriptor), "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    header, _, body = data.partition(b"\n")
+    try:
+        meta = json.loads(header)
+        if (not isinstance(meta, dict) or meta.get("identity") != expected
+                or meta.get("sha256") != hashlib.sha256(body).hexdigest()):
+            return None
+        entries = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return entries if isinstance(entries, dict) else None
+
+
+def write(path: Path | None, expected: str, entries: dict[str, Any]) -> None:
+    """Replaces the cache atomically; a cache that cannot be written is simply not kept."""
+    if path is None:
+        return
+    body = json.dumps(entries, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8", "surrogatepass")
+    header = json.dumps({"identity": expected, "sha256": hashlib.sha256(body).hexdigest()})
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(header.encode() + b"\n" + body)
+        os.replace(temporary, path)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def now_ns() -> int:
+    return time.time_ns()

@@ -1,0 +1,229 @@
+"""Have the inputs changed since the last run? Stat first, read only what may have changed.
+
+`run` skips a run whose inputs are byte-identical to the last evaluated ones. Finding that out
+used to read and hash every file; now each file is stat'ed, and a file keeps the hash recorded
+for it as long as its stamp (inode, mtime_ns, size, ctime_ns) is unchanged and was trusted (see
+`cache.trusted`). The few files that may have changed are read and hashed, and their bytes are
+handed to the loaders (`prefetched`), so that no input is read twice in one run.
+
+The digest covers every file under the inputs' roots and the options, as before: equal digests
+mean equal inputs. The per-file hashes live in the cache directory; without them (first run,
+cache off or unusable) every file is read once, hashed, and its bytes given to the loaders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from supervisor import cache
+from supervisor.cache import Stamp
+
+if TYPE_CHECKING:
+    from supervisor.inputs import Inputs
+
+UNREADABLE = "unreadable"
+_FORMAT, _REGULAR = 0o170000, stat.S_IFREG
+
+
+class Reading:
+    """One run's reads so far: the stamps the walk saw and the bytes it had to read."""
+
+    def __init__(self) -> None:
+        self.stamps: dict[str, Stamp] = {}
+        self.read: dict[str, tuple[os.stat_result, bytes]] = {}
+
+    def take(self, path: str) -> tuple[os.stat_result, bytes] | None:
+        return self.read.pop(path, None)
+
+
+_CURRENT: ContextVar[Reading | None] = ContextVar("reading", default=None)
+
+
+@contextlib.contextmanager
+def reading(current: Reading) -> Iterator[None]:
+    """Loaders inside the block take already-read bytes and stamps from `current`."""
+    token = _CURRENT.set(current)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def prefetched(path: str) -> tuple[os.stat_result, bytes] | None:
+    """The status and bytes of `path` if this run already read it (as a regular file)."""
+    current = _CURRENT.get()
+    return current.take(path) if current is not None else None
+
+
+def known_stamp(path: str) -> Stamp | None:
+    """The stamp this run's walk saw for `path`, else a fresh one."""
+    current = _CURRENT.get()
+    if current is not None and path in current.stamps:
+        return current.stamps[path]
+    return cache.stamp_of(path)
+
+
+class Check:
+    """The inputs as found now: their digest, and what was read to compute it.
+
+    Two cache files: a small summary (a hash of every file's stamp, and the digest it gave),
+    which is all an unchanged run reads; and every file's hash, for runs where some changed.
+    """
+
+    def __init__(self, inputs: Inputs) -> None:
+        history = () if inputs.remediations is None else (inputs.remediations,)
+        roots = [str(root) for root in (inputs.inventory, inputs.world, *inputs.rule_sources(),
+                                        *history)]
+        scope = repr([os.path.abspath(root) for root in roots])
+        options = (inputs.now, inputs.max_age, [str(source) for source in inputs.rule_sources()])
+        self.reading = Reading()
+        self._identity = cache.identity(None)
+        self._summary_path = cache.cache_path("inputs", scope)
+        self._files_path = cache.cache_path("hashes", scope)
+        self.taken = cache.now_ns()
+        self.changed = 0
+        self._hashes: dict[str, dict[str, list[Any]]] = {}
+
+        # This loop is all an unchanged run does: a hundred thousand files, so kept lean.
+        walked: list[tuple[str, str, str, os.stat_result | None, bool]] = []
+        parts = [repr(options)]
+        newest = 0
+        for base in roots:
+            parts.append(f"root {base}")
+            for relative, path, found in _files(base):
+                mode = found.st_mode
+                if mode & _FORMAT == _REGULAR:
+                    walked.append((base, relative, path, found, False))
+                    parts.append(f"{relative} {found.st_ino} {found.st_mtime_ns} "
+                                 f"{found.st_size} {found.st_ctime_ns}")
+                    # Any change to a file moves its ctime, whatever its mtime is set to.
+                    newest = max(newest, found.st_ctime_ns)
+                    continue
+                linked = stat.S_ISLNK(mode)
+                status = _follow(path) if linked else None
+                if status is None or not stat.S_ISREG(status.st_mode):
+                    walked.append((base, relative, path, None, linked))
+                    parts.append(f"{relative} -")
+                    continue
+                walked.append((base, relative, path, status, linked))
+                parts.append(f"{relative} {status.st_ino} {status.st_mtime_ns} "
+                             f"{status.st_size} {status.st_ctime_ns}")
+                newest = max(newest, status.st_ctime_ns)
+        self._walked = walked
+        self._stamps = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")
+                                      ).hexdigest()
+
+        summary = cache.read(self._summary_path, self._identity) or {}
+        taken = summary.get("taken")
+        if (summary.get("stamps") == self._stamps and isinstance(taken, int)
+                and isinstance(summary.get("digest"), str)
+                and taken - newest > cache.RACY_NS):
+            self.digest: str = summary["digest"]
+            return
+        recorded = cache.read(self._files_path, self._identity) or {}
+        hasher = hashlib.sha256(repr(options).encode())
+        current = None
+        known: dict[str, Any] = {}
+        for base, relative, path, status, linked in walked:
+            if base != current:
+                current = base
+                hasher.update(f"\0root {base}\0".encode())
+                earlier = recorded.get(base)
+                known = earlier if isinstance(earlier, dict) else {}
+                self._hashes[base] = {}
+            seen = cache.stamp_from(status) if status is not None else None
+            entry = self._hash(path, seen, linked, known.get(relative))
+            hasher.update(f"\0{relative}\0{entry[4] if entry else UNREADABLE}".encode())
+            if entry is not None:
+                self._hashes[base][relative] = entry
+        self.digest = hasher.hexdigest()
+        self.changed += 1  # the summary, at least, is new
+
+    def for_loaders(self) -> Reading:
+        """What the loaders may take instead of reading and stat'ing again."""
+        stamps = self.reading.stamps
+        for _, _, path, status, linked in self._walked:
+            if status is not None and not linked:
+                stamps[path] = (status.st_ino, status.st_mtime_ns, status.st_size,
+                                status.st_ctime_ns)
+        return self.reading
+
+    def _hash(self, path: str, stamp: Stamp | None, linked: bool, entry: Any) -> list[Any] | None:
+        if stamp is None:
+            return None
+        if (isinstance(entry, list) and len(entry) == 6 and tuple(entry[:4]) == stamp
+                and isinstance(entry[5], int) and cache.trusted(stamp, entry[5])
+                and isinstance(entry[4], str)):
+            return entry
+        self.changed += 1
+        # Not blocking on a FIFO, nor following a link planted since the stat.
+        extra = os.O_NONBLOCK | (0 if linked else os.O_NOFOLLOW)
+        try:
+            with open(path, "rb", buffering=0,
+                      opener=lambda name, flags: os.open(name, flags | extra)) as handle:
+                status = os.fstat(handle.fileno())
+                data = handle.read()
+        except OSError:
+            return None
+        if not linked and stat.S_ISREG(status.st_mode):
+            self.reading.read[path] = (status, data)
+        fresh = cache.stamp_from(status)
+        if fresh is None:
+            return None
+        return [*fresh, f"{len(data)}\0{hashlib.sha256(data).hexdigest()}", self.taken]
+
+    def save(self) -> None:
+        """Records the hashes for the next run, if anything changed."""
+        if not self.changed:
+            return
+        cache.write(self._files_path, self._identity, self._hashes)
+        cache.write(self._summary_path, self._identity,
+                    {"stamps": self._stamps, "digest": self.digest, "taken": self.taken})
+
+
+def _follow(path: str) -> os.stat_result | None:
+    """What a link points to: rule files may be links, and loaders follow those."""
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _files(base: str) -> list[tuple[str, str, os.stat_result]]:
+    """(path relative to `base`, path, lstat) of every file under `base`, in a stable order;
+    links to directories are not followed."""
+    if os.path.isfile(base):
+        status = _follow(base)
+        return [("", base, status)] if status is not None else []
+    found: list[tuple[str, str, os.stat_result]] = []
+    pending = [base]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as scanner:
+                entries = sorted(scanner, key=_name)
+        except OSError:
+            continue
+        prefix = directory[len(base):] + "/"
+        below = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    below.append(entry.path)
+                else:
+                    found.append((prefix + entry.name, entry.path,
+                                  entry.stat(follow_symlinks=False)))
+            except OSError:
+                continue
+        pending.extend(reversed(below))
+    return found
+
+
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
