@@ -119,8 +119,13 @@ def read(path: Path | None, expected: str) -> dict[str, Any] | None:
         if (not isinstance(meta, dict) or meta.get("identity") != expected
                 or meta.get("sha256") != hashlib.sha256(body).hexdigest()):
             return None
-        entries = json.loads(body)
-    except (ValueError, RecursionError):
+        if meta.get("codec") == "orjson":
+            import orjson
+
+            entries = orjson.loads(body)
+        else:
+            entries = json.loads(body)
+    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
         return None
     return entries if isinstance(entries, dict) else None
 
@@ -129,9 +134,9 @@ def write(path: Path | None, expected: str, entries: dict[str, Any]) -> None:
     """Replaces the cache atomically; a cache that cannot be written is simply not kept."""
     if path is None:
         return
-    body = json.dumps(entries, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8", "surrogatepass")
-    header = json.dumps({"identity": expected, "sha256": hashlib.sha256(body).hexdigest()})
+    body, codec = _encode(entries)
+    header = json.dumps({"identity": expected, "sha256": hashlib.sha256(body).hexdigest(),
+                         "codec": codec})
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -143,6 +148,19 @@ def write(path: Path | None, expected: str, entries: dict[str, Any]) -> None:
     except (OSError, ValueError):
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+
+
+def _encode(entries: dict[str, Any]) -> tuple[bytes, str]:
+    """orjson reads a big cache several times faster than json. It cannot hold what it would
+    read back differently (integers beyond 64 bits become floats, lone surrogates): then the
+    cache is written, and read, with json."""
+    import orjson
+
+    try:
+        return orjson.dumps(entries), "orjson"
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(entries, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8", "surrogatepass"), "json"
 
 
 def now_ns() -> int:

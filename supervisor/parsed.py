@@ -43,11 +43,12 @@ class Parsed:
         if stamp is None:
             return MISSING
         entry = self._old.get(path)
+        # Every reader caches a mapping (rules: a list); anything else was not written here.
         if (isinstance(entry, list) and len(entry) == 6 and tuple(entry[:4]) == stamp
-                and isinstance(entry[4], int) and cache.trusted(stamp, entry[4])):
+                and isinstance(entry[4], int) and cache.trusted(stamp, entry[4])
+                and isinstance(entry[5], dict | list)):
             self._new[path] = entry
-            # Every reader caches mappings only; anything else is not a value this wrote.
-            return entry[5] if isinstance(entry[5], dict | list) else MISSING
+            return entry[5]
         self._pending[path] = stamp
         return MISSING
 

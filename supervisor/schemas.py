@@ -14,8 +14,6 @@ import re
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-import jsonschema_rs
-
 from supervisor.errors import Problem, dotted
 from supervisor.resources import data_dir
 from supervisor.timestamps import is_time
@@ -69,6 +67,8 @@ def _schema(name: str, definition: str | None) -> dict[str, Any]:
 def fast_validator(name: str, definition: str | None = None) -> Any:
     """The compiled validator for a schema file, or for one of its `$defs`."""
     # Formats are checked only when asked; date-time is ours, which insists on a zone.
+    import jsonschema_rs  # only when a document is checked: a warm cache needs none
+
     return jsonschema_rs.Draft202012Validator(
         _schema(name, definition), validate_formats=True, formats={"date-time": is_time})
 

@@ -1,0 +1,152 @@
+"""The cache of parsed inputs: same output warm or cold, never trusted when it should not be."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FIXTURES, ROOT
+from typer.testing import CliRunner
+
+from supervisor import cache, loader
+from supervisor.cli import app
+
+SCENARIOS = sorted(path.name for path in FIXTURES.iterdir() if (path / "hosts").is_dir())
+
+
+@pytest.fixture
+def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written a moment ago count as settled (outside tests that takes two seconds)."""
+    monkeypatch.setattr(cache, "RACY_NS", -1)
+
+
+def evaluate(directory: Path, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["eval", str(directory), "--format", "json", *extra])
+    return result.exit_code, result.output
+
+
+def cold(directory: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    with monkeypatch.context() as patch:
+        patch.setenv("SUPERVISOR_CACHE", "off")
+        return evaluate(directory)
+
+
+def no_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError(f"read {args[0]} although the cache holds it")
+
+    monkeypatch.setattr(loader, "read_text", refuse)
+
+
+def cache_files() -> list[Path]:
+    return sorted(Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("*.json"))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_warm_cache_gives_the_same_bytes_and_reads_nothing(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
+    directory = tmp_path / name
+    shutil.copytree(FIXTURES / name, directory)
+    expected = cold(directory, monkeypatch)
+    assert cache_files() == []  # off means off
+    assert evaluate(directory) == expected  # fills the cache
+    if expected[0] == 2:
+        return  # files with problems are never cached: they are read again to point at them
+    no_reading(monkeypatch)
+    assert evaluate(directory) == expected
+
+
+def test_a_generated_lab_evaluates_the_same_warm_and_cold(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
+    lab = tmp_path / "lab"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "generate.py"), str(lab), "--nodes", "12",
+                    "--services", "15"], check=True, stdout=subprocess.DEVNULL)
+    expected = cold(lab, monkeypatch)
+    assert expected[0] in (0, 1) and evaluate(lab) == expected
+    no_reading(monkeypatch)
+    assert evaluate(lab) == expected
+
+
+def test_a_changed_file_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      trusting: None) -> None:
+    lab = tmp_path / "homelab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    evaluate(lab)
+    record = lab / "world" / "services" / "media01" / "sonarr.json"
+    text = record.read_text()
+    status = json.loads(text)["status"]
+    changed = text.replace(f'"{status}"', '"gone"' if status != "gone" else '"ok"')
+    # Same inode, same size where possible, even the same mtime: the ctime still moves.
+    before = record.stat()
+    with open(record, "r+") as handle:
+        handle.write(changed)
+        handle.truncate()
+    os.utime(record, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert evaluate(lab) == cold(lab, monkeypatch)
+
+
+def test_a_file_written_within_the_racy_window_is_not_trusted(tmp_path: Path) -> None:
+    stamp = (1, 10**18, 5, 10**18)
+    assert not cache.trusted(stamp, 10**18 + cache.RACY_NS)
+    assert cache.trusted(stamp, 10**18 + cache.RACY_NS + 1)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "body", "identity", "mode", "link",
+                                    "not-a-mapping", "foreign-value"])
+def test_a_bad_cache_is_ignored_and_rebuilt(damage: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            trusting: None) -> None:
+    lab = tmp_path / "homelab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    expected = cold(lab, monkeypatch)
+    evaluate(lab)
+    for path in cache_files():
+        data = path.read_bytes()
+        header, _, body = data.partition(b"\n")
+        meta = json.loads(header)
+        if damage == "garbage":
+            path.write_bytes(b"\x80not json at all")
+        elif damage == "truncated":
+            path.write_bytes(data[: len(data) // 2])
+        elif damage == "body":  # a flipped value: the hash no longer matches
+            path.write_bytes(header + b"\n" + body.replace(b'"ok"', b'"no"'))
+        elif damage == "identity":  # another version of the program wrote it
+            meta["identity"] = "0" * 64
+            path.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+        elif damage == "mode":  # others could have written it
+            path.chmod(0o666)
+        elif damage == "link":
+            target = tmp_path / f"elsewhere-{path.name}"
+            path.rename(target)
+            path.symlink_to(target)
+        elif damage == "not-a-mapping":
+            cache.write(path, meta["identity"], [])  # type: ignore[arg-type]
+        elif damage == "foreign-value":  # right hash and identity, but not a value we write
+            entries = cache.read(path, meta["identity"])
+            assert entries is not None
+            for entry in entries["files"].values():
+                entry[5] = "not a mapping"
+            cache.write(path, meta["identity"], entries)
+    assert evaluate(lab) == expected
+    no_reading(monkeypatch)
+    assert evaluate(lab) == expected  # rebuilt
+
+
+def test_eval_with_a_warm_cache_imports_neither_yaml_nor_the_validator(tmp_path: Path) -> None:
+    # Fixture files are older than the racy window; a subprocess cannot be told otherwise.
+    code = ("import sys\nfrom supervisor.cli import main\n"
+            "try:\n    main(['eval', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('yaml', 'jsonschema', 'jsonschema_rs') if m in sys.modules],"
+            " file=sys.stderr)\n")
+    argv = [sys.executable, "-c", code, str(FIXTURES / "homelab")]
+    first = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert "yaml" in first.stderr  # the cold run parses
+    second = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert second.stderr.strip() == "[]"
+    assert second.stdout == first.stdout
