@@ -9,7 +9,7 @@ from support.scenarios import ScenarioFactory, write_scenario
 
 # Fixtures for real servers, available to every test module (they skip or fail when the server's
 # package is missing, only when a test asks for them).
-pytest_plugins = ["support.dockerd"]
+pytest_plugins = ["support.dockerd", "support.cache"]
 
 
 @pytest.fixture
@@ -18,11 +18,3 @@ def scenario(tmp_path: Path) -> ScenarioFactory:
         return write_scenario(tmp_path / "scenario", hosts, **world)
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-                   ) -> None:
-    """Each test starts with an empty cache of its own, never the user's."""
-    monkeypatch.setenv("SUPERVISOR_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.delenv("SUPERVISOR_CACHE", raising=False)

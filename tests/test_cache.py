@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, ROOT
+from support.scenarios import FIXTURES, ROOT
 from typer.testing import CliRunner
 
 from supervisor import cache, loader

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES
+from support.scenarios import FIXTURES
 
 from supervisor import cache
 from supervisor.inputs import Inputs
