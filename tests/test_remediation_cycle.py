@@ -368,3 +368,37 @@ def test_repeated_failures_escalate_and_then_remediation_stops(tmp_path: Path) -
     blocked = [line for line in lab.lines("reconcile_blocked")]
     assert [line["condition"] for line in blocked] == ["failed_remediation"]
     assert blocked[0]["action"] == "diagnostics"
+
+
+def test_never_on_a_subject_whose_recommendation_is_overruled(tmp_path: Path) -> None:
+    # web failed to deploy three times: diagnostics (blocked) overrules its redeploy. Its open
+    # incident would match the policy, but the root cause comes first.
+    deployments = [{"id": f"d{n}", "service": "nas01/web", "status": "failed",
+                    "started_at": f"2026-11-26T09:{n}0:00Z",
+                    "finished_at": f"2026-11-26T09:{n}5:00Z"} for n in (1, 2, 3)]
+    incident = {"id": "inc-9", "subject": "nas01/web", "status": "open", "severity": "warning",
+                "opened_at": "2026-11-26T09:50:00Z", "title": "502s"}
+    lab = Lab(tmp_path / "lab", deployments=deployments, incidents=[incident])
+    (lab.root / "policy" / "main.yaml").write_text(lab.policy().replace(
+        "recommendation.action == 'redeploy' && ", ""))
+    lab.run(T0)
+    lab.remediate(T0)
+    assert lab.touched() == []
+    (skipped,) = lab.lines("remediation_skipped")
+    assert (skipped["guardrail"], skipped["action"]) == ("root_cause", "review_incident")
+    assert skipped["reason"] == ("redeploy (failed_deployment) on nas01/web is overruled by "
+                                 "diagnostics (failed_deployment) on nas01/web: the root cause "
+                                 "comes first")
+
+
+def test_arguments_that_cannot_be_filled_in_hold_the_action_back(tmp_path: Path) -> None:
+    policy = ("policies:\n  - id: by-container\n    match: \"recommendation.action == 'redeploy'\"\n"
+              "    executor: command\n"
+              "    args: {argv: [/usr/bin/touch, '{{ service.actual.container_name }}']}\n")
+    lab = Lab(tmp_path / "lab", policy=policy)
+    lab.run(T0)
+    lab.remediate(T0)
+    (skipped,) = lab.lines("remediation_skipped")
+    assert skipped["guardrail"] == "bad_arguments"
+    assert "a placeholder is null" in skipped["reason"]
+    assert lab.lines("remediation_started") == []

@@ -204,3 +204,20 @@ def test_a_guardrail_stops_the_action(dockerd: Dockerd, tmp_path: Path, guardrai
         assert after[name] == before[name]
         other = "beta" if name == "alpha" else "alpha"
         assert after[other][0] == "running"
+
+
+def test_an_unhealthy_container_is_restarted(dockerd: Dockerd, tmp_path: Path) -> None:
+    policy = ("policies:\n  - id: restart-apps\n"
+              "    match: \"recommendation.action == 'redeploy'\"\n    executor: docker\n"
+              "    args: {stop_timeout: 1}\n")
+    lab = Homelab(dockerd, tmp_path, "services:\n  sick: {}\n", policy)
+    dockerd.run("sick", "sh", "-c", LOOP, healthcheck=["false"])
+    dockerd.wait_state("sick", "running", health="unhealthy")
+    observed = lab.observe()
+    lab.run(observed)
+    started_at = dockerd.state("sick")["StartedAt"]
+    out = lab.remediate(observed, "--execute")
+    assert "remediation_executed nas01/sick (attempt" in out
+    assert "restarted container sick on node nas01" in out
+    dockerd.wait_state("sick", "running")
+    assert dockerd.state("sick")["StartedAt"] != started_at

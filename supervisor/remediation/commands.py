@@ -276,10 +276,10 @@ def remediations_command(
     import json
 
     from supervisor.eventlog import EventLog
-    from supervisor.remediation.history import replay
+    from supervisor.remediation.history import parsed, replay
 
-    lines = EventLog(_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS)).read()
-    attempts = list(replay(lines, instance).attempts.values())[-limit:]
+    log = EventLog(_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS))
+    attempts = list(replay(parsed(log), instance).attempts.values())[-limit:]
     if output is Format.json:
         sys.stdout.write(json.dumps([{**a.to_document(), "subject": a.subject,
                                       "stage": a.stage, "verify_by": a.verify_by}

@@ -10,11 +10,13 @@ with each later line of the same `attempt`: `remediation_executed` or `remediati
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from supervisor.eventlog import EventLog
 from supervisor.registry import EVENT_TYPES
 from supervisor.replay import SOURCE
 from supervisor.safefile import replace_atomically
@@ -136,11 +138,21 @@ def decision_key(line: dict[str, Any]) -> tuple[Any, ...]:
             line.get("policy"))
 
 
-def replay(lines: list[dict[str, Any]], instance: str | None) -> History:
+def replay(lines: Iterable[Any], instance: str | None) -> History:
     history = History(instance)
     for line in lines:
-        history.apply(line)
+        if isinstance(line, dict):
+            history.apply(line)
     return history
+
+
+def parsed(log: EventLog) -> Iterator[Any]:
+    """The log's lines, parsed one at a time: memory holds one line, not the log."""
+    for line, _ in log.lines():
+        try:
+            yield json.loads(line)
+        except (ValueError, RecursionError):
+            continue
 
 
 KEEP = timedelta(days=7)

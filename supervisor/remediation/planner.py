@@ -130,8 +130,9 @@ class Planner:
         subject = recommendation.subject
         for withdrawn, cause in self.evaluation.overruled.items():
             if withdrawn.subject == subject:
-                return (f"{withdrawn.condition} on {subject.id} is overruled by {cause.condition} "
-                        f"on {cause.subject.id}: the root cause comes first")
+                return (f"{withdrawn.action} ({withdrawn.condition}) on {subject.id} is overruled "
+                        f"by {cause.action} ({cause.condition}) on {cause.subject.id}: the root "
+                        "cause comes first")
         busy = {attempt.subject.get("id") for attempt in self.history.in_flight()}
         busy |= {d.recommendation.subject.id for d in earlier if d.go}
         busy.discard(subject.id)
