@@ -279,7 +279,7 @@ def remediations_command(
     from supervisor.remediation.history import parsed, replay
 
     log = EventLog(_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS))
-    attempts = list(replay(parsed(log), instance).attempts.values())[-limit:]
+    attempts = list(replay(parsed(log, instance), instance).attempts.values())[-limit:]
     if output is Format.json:
         sys.stdout.write(json.dumps([{**a.to_document(), "subject": a.subject,
                                       "stage": a.stage, "verify_by": a.verify_by}

@@ -101,7 +101,7 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
                    executors: Mapping[str, Executor] = EXECUTORS) -> PassReport:
     log = EventLog(setup.events)
     with locked(setup.lock):
-        history = h.replay(h.parsed(log), setup.instance)
+        history = h.replay(h.parsed(log, setup.instance), setup.instance)
         now = parse_time(setup.inputs.now) if setup.inputs.now else clock()
         report = PassReport(run_id=uuid.uuid4().hex[:12], now=format_time(now),
                             execute=setup.execute)

@@ -146,9 +146,14 @@ def replay(lines: Iterable[Any], instance: str | None) -> History:
     return history
 
 
-def parsed(log: EventLog) -> Iterator[Any]:
-    """The log's lines, parsed one at a time: memory holds one line, not the log."""
+def parsed(log: EventLog, instance: str | None = None) -> Iterator[Any]:
+    """The log's lines, parsed one at a time: memory holds one line, not the log. With
+    `instance`, lines that cannot be that instance's are skipped unparsed (most of a shared
+    log's are another's, and parsing is what a pass spends its time on)."""
+    needle = None if instance is None else json.dumps(instance).encode()
     for line, _ in log.lines():
+        if needle is not None and needle not in line:
+            continue
         try:
             yield json.loads(line)
         except (ValueError, RecursionError):
