@@ -43,6 +43,7 @@ from supervisor.replay import (
     resolution_id,
 )
 from supervisor.safefile import UnsafeFileError, locked
+from supervisor.terminal import counted
 from supervisor.timestamps import format_time, parse_time
 
 if TYPE_CHECKING:
@@ -98,12 +99,15 @@ class RunReport:
             return f"{self.now} run {self.run_id}: input problems, state kept"
         if self.skipped and self.counts:
             return (f"{self.now} run {self.run_id}: inputs unchanged; "
-                    f"{self.counts.get(RESYNC, 0)} line(s) written again (resync)")
+                    f"{counted(self.counts.get(RESYNC, 0), 'line')} written again (resync)")
         if self.skipped:
             return f"{self.now} run {self.run_id}: inputs unchanged, nothing to do"
-        changes = ", ".join(f"{count} {kind}" for kind, count in sorted(self.counts.items()))
-        return (f"{self.now} run {self.run_id}: {self.summary}, {self.open} open"
-                f" ({changes or 'no change'})")
+        # What is open and what was written are two numbers: the open set is the state, the
+        # lines are this run's changes to it (summary lines included).
+        written = sum(self.counts.values())
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.counts.items()))
+        return (f"{self.now} run {self.run_id}: {self.summary}, {self.open} open; "
+                + (f"wrote {counted(written, 'line')} ({kinds})" if written else "wrote nothing"))
 
 
 Clock = Callable[[], datetime]
