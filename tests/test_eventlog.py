@@ -112,7 +112,7 @@ def test_rotation_with_unchanged_inputs_still_resyncs(paths: Paths) -> None:
     rotate("delete", paths.events)
     report = run_once(inputs(FIXTURES / "homelab"), paths, instance="lab", warn=Messages())
     assert report.skipped and report.counts == {"resync": 8}
-    assert "inputs unchanged; 8 line(s) written again (resync)" in report.line()
+    assert "inputs unchanged; 8 lines written again (resync)" in report.line()
     assert len(replay_file(paths.events, "lab")) == 7
 
 
