@@ -149,9 +149,28 @@ class YamlDocument:
             path = path[:-1]
         return self._positions.get(path)
 
-    def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem:
-        line, column = self.locate(path, key=key) or (None, None)
+    def problem(self, path: Path_, message: str, *, key: bool = False,
+                offset: int | None = None) -> Problem:
+        """`offset`: where the problem is inside the string value at `path`; the position then
+        points there rather than at the start of the value."""
+        position = self.locate(path, key=key)
+        if offset is not None and position is not None and not key:
+            value = self._value_at(path)
+            if isinstance(value, str):
+                from supervisor.yaml_positions import position_in_scalar
+
+                position = position_in_scalar(self.text, position, value, offset) or position
+        line, column = position or (None, None)
         return Problem(self.display, line, column, dotted(path), message)
+
+    def _value_at(self, path: Path_) -> Any:
+        value = self.value
+        for step in path:
+            try:
+                value = value[step]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return value
 
 
 def load_yaml(path: Path | str, display: str | None = None, *, follow: bool = True,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import jmespath
-from jmespath.exceptions import ParseError
+from jmespath.exceptions import IncompleteExpressionError, LexerError, ParseError
 
 from supervisor import schemas
 from supervisor.errors import Problem, RuleError, SupervisorError, raise_if
@@ -175,14 +175,16 @@ class _RuleSource:
     def __init__(self, document: YamlDocument) -> None:
         self.document = document
 
-    def problem(self, path: tuple[str | int, ...], message: str, *, key: bool = False) -> Problem:
+    def problem(self, path: tuple[str | int, ...], message: str, *, key: bool = False,
+                offset: int | None = None) -> Problem:
+        """`offset`: where in the string value at `path` the problem is."""
         rules = self.document.value.get("rules") if isinstance(self.document.value, dict) else None
         if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int) \
                 and isinstance(rules, list) and path[1] < len(rules):
             spec = rules[path[1]]
             if isinstance(spec, dict) and isinstance(spec.get("id"), str):
                 message = f"rule {spec['id']!r}: {message}"
-        return self.document.problem(path, message, key=key)
+        return self.document.problem(path, message, key=key, offset=offset)
 
 
 def _build_rule(
@@ -195,11 +197,13 @@ def _build_rule(
     kind = spec.get("subject", "service")
 
     ast, found = compile_expression(spec["match"], known_functions)
-    problems.extend(where.problem((*at, "match"), message) for message in found)
+    problems.extend(where.problem((*at, "match"), message, offset=offset_of(message))
+                    for message in found)
     reason = None
     if "reason" in spec:
         reason, found = compile_template(spec["reason"], known_functions)
-        problems.extend(where.problem((*at, "reason"), message) for message in found)
+        problems.extend(where.problem((*at, "reason"), message, offset=offset_of(message))
+                        for message in found)
 
     if spec["condition"] not in conditions:
         problems.append(where.problem(
@@ -257,26 +261,83 @@ def _frozen(values: list[str] | None) -> frozenset[str] | None:
 MAX_EXPRESSION_DEPTH = 128  # dict and list levels of the AST: a chain of some 60 operators
 
 
+class ExpressionProblem(str):
+    """A message about a JMESPath expression, and the offset in the expression's text where the
+    problem is (None: the expression as a whole), so that it can be reported at its place in
+    the file. A string, for callers that only print it."""
+
+    offset: int | None
+
+    def __new__(cls, message: str, offset: int | None = None) -> Self:
+        problem = super().__new__(cls, message)
+        problem.offset = offset
+        return problem
+
+
+
+def offset_of(message: str) -> int | None:
+    """Where in its expression a problem from `compile_expression` is, if it says."""
+    return message.offset if isinstance(message, ExpressionProblem) else None
+
+
 def compile_expression(text: str, known_functions: set[str]) -> tuple[Any, list[str]]:
-    """The expression's AST, or the reasons it cannot be one."""
+    """The expression's AST, or the reasons it cannot be one (each an `ExpressionProblem`)."""
     shown = text if len(text) <= 200 else text[:199] + "…"
     try:
         ast = jmespath.compile(text).parsed
     except ParseError as error:
-        headline = str(error).split("\n", 1)[0].rstrip(":")
-        detail = headline.split(": ", 1)[-1]
-        return None, [f"invalid JMESPath at position {error.lex_position + 1}: {detail}: {shown!r}"]
+        offset, what = _parse_problem(error, text)
+        return None, [ExpressionProblem(f"invalid JMESPath: {what}: {shown!r}", offset)]
     except RecursionError:
-        return None, [f"JMESPath nested too deeply: {shown!r}"]
+        return None, [ExpressionProblem(f"JMESPath nested too deeply: {shown!r}")]
     except ValueError as error:  # a literal number of more than 4300 digits, say
-        return None, [f"invalid JMESPath: {str(error)[:100]}: {shown!r}"]
+        return None, [ExpressionProblem(f"invalid JMESPath: {_value_error(error)}: {shown!r}")]
     if _depth(ast) > MAX_EXPRESSION_DEPTH:
-        return None, [(f"JMESPath nested more than {MAX_EXPRESSION_DEPTH} levels deep "
-                      f"(a chain of that many operators counts as deep): {shown!r}")]
+        return None, [ExpressionProblem(
+            f"JMESPath nested more than {MAX_EXPRESSION_DEPTH} levels deep "
+            f"(a chain of that many operators counts as deep): {shown!r}")]
     unknown = sorted({name for name in _function_calls(ast) if name not in known_functions})
     if unknown:
-        return None, [f"unknown function {name}() in {shown!r}" for name in unknown]
+        return None, [ExpressionProblem(
+            f"unknown function {name}(){_closest(name, known_functions)} in {shown!r}",
+            _call_offset(text, name)) for name in unknown]
     return ast, []
+
+
+def _parse_problem(error: ParseError, text: str) -> tuple[int, str]:
+    """Where in `text` the parser stopped, and what is wrong there, with the fix where the
+    mistake is a common one."""
+    value, kind = error.token_value, error.token_type or ""
+    if isinstance(error, IncompleteExpressionError) or kind == "EOF":
+        return len(text), "the expression ends too early"
+    if isinstance(error, LexerError):
+        if error.message.startswith("Unclosed"):
+            return error.lex_position, f"{str(value)[:1]} opened here is never closed"
+        if value == "=":
+            return error.lex_position, "'=' is not an operator: to compare, write '=='"
+        return error.lex_position, error.message[:1].lower() + error.message[1:100]
+    if kind == "NUMBER":
+        return error.lex_position, (f"a bare number is not a value in JMESPath: write "
+                                    f"`{value}` (in backquotes)")
+    return error.lex_position, f"unexpected {str(value)[:40]!r}"
+
+
+def _value_error(error: ValueError) -> str:
+    if "int_max_str_digits" in str(error) or "integer string conversion" in str(error):
+        return "a number of more than 4300 digits"
+    return str(error)[:100]
+
+
+def _closest(name: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}()?)" if close else ""
+
+
+def _call_offset(text: str, name: str) -> int | None:
+    found = re.search(rf"(?<![\w]){re.escape(name)}\s*\(", text)
+    return found.start() if found else None
 
 
 def _depth(ast: Any) -> int:
@@ -296,18 +357,20 @@ def _depth(ast: Any) -> int:
     return deepest
 
 
-def _placeholders(text: str) -> tuple[list[str], list[str], list[str]]:
-    """Literal pieces, placeholder expressions, and problems. A linear scan: a regular
-    expression with a lazy group backtracks quadratically on many unclosed `{{`."""
-    literals, expressions, problems = [], [], []
+def _placeholders(text: str) -> tuple[list[str], list[tuple[int, str]], list[str]]:
+    """Literal pieces, placeholder expressions (with their offsets), and problems. A linear
+    scan: a regular expression with a lazy group backtracks quadratically on many unclosed `{{`."""
+    literals: list[str] = []
+    expressions: list[tuple[int, str]] = []
+    problems: list[str] = []
     position = 0
     while (start := text.find("{{", position)) >= 0:
         end = text.find("}}", start + 2)
         if end < 0:
-            problems.append(f"'{{{{' at position {start + 1} is never closed with '}}}}'")
+            problems.append(ExpressionProblem("'{{' is never closed with '}}'", start))
             break
         literals.append(text[position:start])
-        expressions.append(text[start + 2:end])
+        expressions.append((start + 2, text[start + 2:end]))
         position = end + 2
     literals.append(text[position:])
     return literals, expressions, problems
@@ -321,9 +384,11 @@ def compile_template(text: str, known_functions: set[str]) -> tuple[Template | N
     literals = [re.sub(r"\s+", " ", literal) for literal in pieces]
     literals[0], literals[-1] = literals[0].lstrip(), literals[-1].rstrip()
     expressions = []
-    for expression in placeholders:
+    for start, expression in placeholders:
         ast, found = compile_expression(expression.strip(), known_functions)
-        problems.extend(found)
+        lead = start + len(expression) - len(expression.lstrip())
+        problems.extend(ExpressionProblem(problem, None if (at := offset_of(problem)) is None
+                                          else at + lead) for problem in found)
         expressions.append(ast)
     if problems:
         return None, problems

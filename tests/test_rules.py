@@ -42,8 +42,8 @@ def test_invalid_jmespath_names_rule_file_and_line(tmp_path: Path) -> None:
     source = rule_set(tmp_path, "mine", "rules:\n" + RULE.format(id="bad").replace(
         "\"service.actual.status != 'ok'\"", "\"service.actual.status ==\""))
     assert problems(source) == [
-        (f"{source}/rules.yaml:5:12: rules[0].match: rule 'bad': invalid JMESPath at position 25: "
-        "Incomplete expression: 'service.actual.status =='")
+        (f"{source}/rules.yaml:5:37: rules[0].match: rule 'bad': invalid JMESPath: "
+        "the expression ends too early: 'service.actual.status =='")
     ]
 
 
@@ -188,3 +188,39 @@ def test_a_new_rule_still_needs_every_required_key(tmp_path: Path) -> None:
     found = problems(source)
     assert [p.rsplit(": ", 1)[1] for p in found] == [
         f"missing required key '{key}'" for key in ("action", "condition", "event", "match")]
+
+
+BROKEN = """rules:
+  - id: folded
+    condition: unhealthy_service
+    match: >-   # a block scalar, folded over lines
+      service.actual != `null`
+      && service.actual.restarts > 5
+    event: reconcile_recommended
+    action: look
+    reason: "{{ service.id }} restarted {{ service.actual.restarts = 3 }} times"
+  - id: quoted
+    condition: unhealthy_service
+    match: 'service.name == ''x'' && lenght(incidents) > `0`'
+    event: reconcile_recommended
+    action: look
+  - id: unclosed
+    condition: unhealthy_service
+    match: "service.actual.status == 'ok"
+    event: reconcile_recommended
+    action: look
+"""
+
+
+def test_jmespath_errors_point_at_the_spot_in_the_file(tmp_path: Path) -> None:
+    source = rule_set(tmp_path, "mine", BROKEN)
+    found = problems(source)
+    file = f"{source}/rules.yaml"
+    assert [problem.split(": rule ")[0] for problem in found] == [
+        f"{file}:6:36: rules[0].match", f"{file}:9:68: rules[0].reason",
+        f"{file}:12:38: rules[1].match", f"{file}:17:38: rules[2].match"]
+    assert ("invalid JMESPath: a bare number is not a value in JMESPath: write `5` (in "
+            "backquotes): ") in found[0]
+    assert "invalid JMESPath: '=' is not an operator: to compare, write '=='" in found[1]
+    assert "unknown function lenght() (did you mean length()?)" in found[2]
+    assert "invalid JMESPath: ' opened here is never closed" in found[3]
