@@ -108,14 +108,33 @@ class EventLog:
 
         Streams: memory holds one line and the open recommendations, whatever the log's size.
         """
-        end = offset
-        loads = json.loads
+        if not self.exists():
+            return self.mark_at(0)
+        decoder = json.JSONDecoder()
+        scan: Callable[[str, int], tuple[Any, int]] = decoder.scan_once  # type: ignore[attr-defined]
+        decode = decoder.decode
         apply = state.apply
-        for line, end in self.lines(offset):  # noqa: B007 - `end` is used after the loop
-            try:
-                apply(loads(line))
-            except (ValueError, RecursionError):
-                continue  # not JSON: another writer's, or a partial line ended later
+        descriptor = open_file(self.path, os.O_RDONLY)
+        with os.fdopen(descriptor, "rb", buffering=1 << 20) as handle:
+            handle.seek(offset)
+            line = b"\n"
+            for line in handle:
+                if line[-1] != 10:  # b"\n"; only the last line can lack it
+                    break
+                try:
+                    text = line.decode()
+                    # json.loads less its per-call checks: a compact line (ours) is one value
+                    # right up to its newline; any other line takes the whole of json.loads.
+                    try:
+                        value, end = scan(text, 0)
+                    except StopIteration:
+                        end = -1
+                    if end != len(text) - 1:
+                        value = decode(text)
+                    apply(value)
+                except (ValueError, RecursionError):
+                    continue  # not JSON: another writer's, or a partial line ended later
+            end = handle.tell() - (len(line) if line[-1] != 10 else 0)
         return self.mark_at(end)
 
     def mark_at(self, size: int) -> Mark:

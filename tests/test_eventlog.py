@@ -210,7 +210,7 @@ def test_broken_lines_of_ours_are_skipped_counted_and_warned_once(paths: Paths) 
     run_once(inputs(FIXTURES / "homelab", LATER), paths, instance="lab", warn=messages)
     broken = [m for m in messages if "skipped" in m]
     assert broken == [(f"{paths.events}: skipped 3 broken line(s) of instance 'lab' (the first: "
-                      "a reconcile_required line without a text 'condition')")]
+                      "a reconcile_required line without 'subject')")]
     checkpoint = json.loads(paths.checkpoint.read_text())
     assert "f0rged" not in checkpoint["open"] and len(checkpoint["open"]) == 7
     messages.clear()
@@ -263,3 +263,44 @@ def test_the_resync_and_a_change_in_one_run(scenario: ScenarioFactory, paths: Pa
                      ("reconcile_resolved", False), ("supervisor_summary", False)]
     instance = default_instance(root / "hosts", paths.checkpoint)
     assert replay_file(paths.events, instance) == {}
+
+
+# -- 11. a year of log: replay streams ---------------------------------------------------------
+
+def write_history(path: Path, lines: int, fingerprints: int = 100) -> None:
+    """`lines` lines of one instance cycling through `fingerprints` recommendations."""
+    with path.open("w") as handle:
+        for number in range(lines):
+            fingerprint = f"{number % fingerprints:016x}"
+            line: dict[str, Any] = {
+                "ts": NOW, "source": SOURCE, "instance": "lab", "fingerprint": fingerprint,
+                "run_id": f"{number:012x}", "id": f"{number:016x}", "opened_at": NOW,
+                "subject": {"kind": "service", "id": f"n1/s{fingerprint}"},
+                "condition": "unhealthy_service", "action": "redeploy", "severity": "warning",
+                "rule": "service-unhealthy", "reason": "x" * 600}
+            line["type"] = "reconcile_resolved" if number % 7 == 3 else "reconcile_required"
+            handle.write(json.dumps(line) + "\n")
+
+
+def peak_of_replay(path: Path) -> tuple[int, int]:
+    import tracemalloc
+
+    state = LogState("lab")
+    tracemalloc.start()
+    try:
+        EventLog(path).replay(state)
+        return tracemalloc.get_traced_memory()[1], len(state.open)
+    finally:
+        tracemalloc.stop()
+
+
+def test_replay_memory_follows_the_open_set_not_the_log(tmp_path: Path) -> None:
+    small, large = tmp_path / "small.log", tmp_path / "large.log"
+    write_history(small, 2_500)
+    write_history(large, 20_000)
+    small_peak, small_open = peak_of_replay(small)
+    large_peak, large_open = peak_of_replay(large)
+    assert small_open == large_open > 50
+    assert large.stat().st_size > 15_000_000
+    # Reading the whole file at once (as replay once did) would peak above its size.
+    assert large_peak < small_peak * 1.5 < 4_000_000
