@@ -41,14 +41,38 @@ def refuse(path: Path | str, message: str) -> UnsafeFileError:
 
 
 def check_directory(directory: Path) -> None:
-    """Refuses to keep state in a directory that another user could swap files in."""
+    """Refuses to keep state in a directory that another user could swap files in.
+
+    A symlink is refused when another user owns it (they could point it elsewhere at any
+    time); one of root's or ours is followed and its target judged by the same rules, since
+    systemd makes a `DynamicUser=` unit's state directory exactly such a symlink
+    (/var/lib/NAME -> private/NAME).
+    """
     try:
         status = os.lstat(directory)
     except OSError as error:
         raise refuse(directory, f"cannot be used for state files: {error.strerror}") from None
     if stat.S_ISLNK(status.st_mode):
-        raise refuse(directory, "is a symlink; refusing to keep state files under it (name the "
-                     "directory it points to instead)")
+        if status.st_uid not in (0, os.geteuid()):
+            raise refuse(directory, f"is a symlink owned by uid {status.st_uid}, who could point "
+                         "it elsewhere; refusing to keep state files under it (name the "
+                         "directory it points to instead)")
+        _check_real_directory(directory.parent)  # who may replace the link
+        try:
+            status = os.stat(directory)
+        except OSError as error:
+            raise refuse(directory, f"cannot be used for state files: {error.strerror}"
+                         ) from None
+    _check_real_directory(directory, status)
+
+
+def _check_real_directory(directory: Path, status: os.stat_result | None = None) -> None:
+    if status is None:
+        try:
+            status = os.stat(directory)
+        except OSError as error:
+            raise refuse(directory, f"cannot be used for state files: {error.strerror}"
+                         ) from None
     if not stat.S_ISDIR(status.st_mode):
         raise refuse(directory, "is not a directory")
     if status.st_mode & stat.S_IWOTH and not status.st_mode & stat.S_ISVTX:

@@ -304,3 +304,18 @@ def test_replay_memory_follows_the_open_set_not_the_log(tmp_path: Path) -> None:
     assert large.stat().st_size > 15_000_000
     # Reading the whole file at once (as replay once did) would peak above its size.
     assert large_peak < small_peak * 1.5 < 4_000_000
+
+
+def test_the_instance_comes_from_the_option_or_the_environment(paths: Paths) -> None:
+    from typer.testing import CliRunner
+
+    from supervisor.cli import app
+
+    args = ["run", str(FIXTURES / "homelab"), "--now", NOW, "-q", "--events", str(paths.events),
+            "--checkpoint", str(paths.checkpoint)]
+    result = CliRunner().invoke(app, args, env={"SUPERVISOR_INSTANCE": "site-b"})
+    assert result.exit_code == 0, result.output
+    assert {e["instance"] for e in EventLog(paths.events).read()} == {"site-b"}
+    result = CliRunner().invoke(app, [*args, "--instance", "site b"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("--instance: 'site b' is not a name: up to 64 letters")

@@ -84,7 +84,7 @@ def test_quiet_eval_prints_nothing_and_keeps_the_exit_code() -> None:
 def test_help_names_every_environment_variable() -> None:
     _, run_help, _ = invoke("run", "--help")
     for variable in ("SUPERVISOR_INVENTORY", "SUPERVISOR_WORLD", "SUPERVISOR_RULES",
-                     "SUPERVISOR_EVENTS", "SUPERVISOR_CHECKPOINT"):
+                     "SUPERVISOR_EVENTS", "SUPERVISOR_CHECKPOINT", "SUPERVISOR_INSTANCE"):
         assert variable in run_help
 
 

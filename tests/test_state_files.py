@@ -111,13 +111,30 @@ def test_an_empty_path_is_refused(paths: Paths, option: str) -> None:
     refused(once(paths, option, ""), f"{option}: names no file")
 
 
-def test_a_symlinked_state_directory_is_refused(paths: Paths, tmp_path: Path) -> None:
+def test_a_state_directory_symlink_of_another_user_is_refused(paths: Paths,
+                                                              tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a symlink to another user")
     (tmp_path / "via").symlink_to(paths.events.parent)
+    os.lchown(tmp_path / "via", 65534, 65534)
     linked = Paths(tmp_path / "via" / "events.log", paths.checkpoint)
-    with pytest.raises(UnsafeFileError, match=r"via: is a symlink; refusing to keep state files "
-                       "under it"):
+    with pytest.raises(UnsafeFileError, match=r"via: is a symlink owned by uid 65534, who could "
+                       "point it elsewhere; refusing to keep state files under it"):
         run_once(inputs(), linked, warn=quiet)
     assert not paths.events.exists()
+
+
+def test_a_state_directory_symlink_of_ours_is_judged_by_its_target(paths: Paths,
+                                                                   tmp_path: Path) -> None:
+    """As systemd's DynamicUser= state directory (/var/lib/NAME -> private/NAME)."""
+    (tmp_path / "via").symlink_to(paths.events.parent)
+    linked = Paths(tmp_path / "via" / "events.log", paths.checkpoint)
+    paths.events.parent.chmod(0o777)
+    with pytest.raises(UnsafeFileError, match="state: is writable by other users and not sticky"):
+        run_once(inputs(), linked, warn=quiet)
+    paths.events.parent.chmod(0o700)
+    run_once(inputs(), linked, warn=quiet)
+    assert paths.events.exists()
 
 
 def test_a_directory_others_can_write_is_refused_unless_sticky(paths: Paths) -> None:
