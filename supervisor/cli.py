@@ -570,7 +570,9 @@ def run_command(
                                   "digit")])
 
     def warn(message: str) -> None:
-        sys.stderr.write(f"{message}\n")
+        from supervisor.terminal import printable
+
+        sys.stderr.write(f"{printable(message)}\n")  # problems quote the inputs
 
     def report(result: RunReport, started: float) -> None:
         if metrics_file is not None:

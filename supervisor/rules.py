@@ -56,7 +56,7 @@ def load_rules(
                 problems.append(document.problem((), "must be a mapping with a 'rules' list"))
                 continue
             found = schemas.check("rules", document.value, _RuleSource(document))
-            problems.extend(found)
+            problems.extend(_forgotten_override(found, document, loaded))
             if not found:
                 cached.put(str(file), document.saved())
             broken = {_rule_index(problem.path) for problem in found}
@@ -112,6 +112,35 @@ def load_rules(
             _place(rules, rule, spec.get("before"), spec.get("after"))
     raise_if(problems, RuleError)
     return RuleSet(rules=tuple(rules), params=shared_params, conditions=conditions)
+
+
+def _forgotten_override(found: list[Problem], document: YamlDocument,
+                        loaded: list[tuple[YamlDocument, dict[str, Any], set[int | None]]]
+                        ) -> list[Problem]:
+    """The schema's problems, except that a rule lacking required keys whose id an earlier
+    file defines is told what it most likely means: an override, which needs none of them."""
+    earlier = {spec["id"]: other.display for other, content, _ in loaded
+               for spec in content.get("rules", []) if isinstance(spec, dict)
+               and isinstance(spec.get("id"), str)}
+    rules = document.value.get("rules") if isinstance(document.value, dict) else None
+    kept, hinted = [], set()
+    for problem in found:
+        index = _rule_index(problem.path)
+        if index is None or not isinstance(rules, list) or index >= len(rules):
+            kept.append(problem)
+            continue
+        spec = rules[index]
+        if (isinstance(spec, dict) and spec.get("id") in earlier and "override" not in spec
+                and "missing required key" in problem.message):
+            if index not in hinted:
+                hinted.add(index)
+                kept.append(_RuleSource(document).problem(
+                    ("rules", index, "id"), f"rule id {spec['id']!r} is already defined in "
+                    f"{earlier[spec['id']]}: say 'override: true' to change it (an override "
+                    "needs only the keys it changes)"))
+            continue
+        kept.append(problem)
+    return kept
 
 
 def _overridden(earlier: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

@@ -224,3 +224,12 @@ def test_jmespath_errors_point_at_the_spot_in_the_file(tmp_path: Path) -> None:
     assert "invalid JMESPath: '=' is not an operator: to compare, write '=='" in found[1]
     assert "unknown function lenght() (did you mean length()?)" in found[2]
     assert "invalid JMESPath: ' opened here is never closed" in found[3]
+
+
+def test_a_forgotten_override_is_named_instead_of_four_missing_keys(tmp_path: Path) -> None:
+    quiet = rule_set(tmp_path, "quiet", "rules:\n  - id: service-unmanaged\n    enabled: false\n")
+    (problem,) = problems(default_rules_dir(), quiet)
+    assert problem.startswith(f"{quiet}/rules.yaml:2:9: rules[0].id: ")
+    assert problem.endswith("is already defined in "
+                            f"{default_rules_dir()}/default.yaml: say 'override: true' to change "
+                            "it (an override needs only the keys it changes)")
