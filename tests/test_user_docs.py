@@ -164,3 +164,47 @@ def test_the_rule_keys_table_matches_the_rules_schema() -> None:
     keys = {key for pair in named for key in pair if key}
     schema = definition("rules#rule")
     assert keys == set(schema["properties"])
+
+
+def test_matchers_briefly_says_what_the_matchers_do() -> None:
+    from supervisor.compiler import compile_ast
+    from supervisor.functions import RuleFunctions, function_names
+    from supervisor.rules import compile_expression
+    from supervisor.timestamps import parse_time
+
+    guide = (DOCS / "rules.md").read_text()
+    assert "### Matchers, briefly" in guide
+    functions = RuleFunctions(parse_time("2026-11-26T10:00:00Z"))
+    document = {"service": {"actual": {"status": "ok", "restarts": 7, "version": "6"}},
+                "incidents": [{"id": "a", "status": "open"}, {"id": "b", "status": "resolved"}]}
+
+    def value(text: str) -> Any:
+        ast, problems = compile_expression(text, set(function_names()))
+        assert problems == [], text
+        return compile_ast(ast, functions)(document)
+
+    assert value("service.actual.status") == "ok" and value("service.nothing.status") is None
+    assert value("service.actual.status == 'ok'") is True
+    assert value("service.actual.restarts > `5`") is True
+    assert value("service.actual.version > `5`") is None  # a string: not ordered
+    assert value("null") is None  # a field called null
+    assert value("incidents[?status != 'resolved'].id") == ["a"]
+    assert value("incidents[*].id") == ["a", "b"]
+    assert value("!(service.actual.restarts > `5`)") is False
+    _, problems = compile_expression("service.actual.restarts > 5", set(function_names()))
+    assert problems  # a bare number is a syntax error
+
+
+def test_the_newcomer_example_passes_and_its_rules_check_alone(cli: CliRunner) -> None:
+    example_dir = DOCS / "examples" / "newcomer"
+    result = cli.invoke(app, ["test", str(example_dir)])
+    assert result.exit_code == 0, result.stdout
+    result = cli.invoke(app, ["validate", "--rules-only", "--strict", "--rules",
+                              str(example_dir / "rules")])
+    assert result.exit_code == 0, result.stderr
+    # Without the rule set, the scenario sees what those rules change: the node offline after
+    # 5 minutes and the unmanaged service reported.
+    result = cli.invoke(app, ["eval", "--inventory", str(example_dir / "hosts"), "--world",
+                              str(example_dir / "world.json"), "--format", "json"])
+    plain = {(r["rule"], r["subject"]["id"]) for r in json.loads(result.stdout)["recommendations"]}
+    assert ("node-offline", "pi4") in plain and ("service-unmanaged", "pi4/speedtest") in plain
