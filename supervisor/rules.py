@@ -130,7 +130,8 @@ def _forgotten_override(found: list[Problem], document: YamlDocument,
             kept.append(problem)
             continue
         spec = rules[index]
-        if (isinstance(spec, dict) and spec.get("id") in earlier and "override" not in spec
+        if (isinstance(spec, dict) and isinstance(spec.get("id"), str)
+                and spec["id"] in earlier and "override" not in spec
                 and "missing required key" in problem.message):
             if index not in hinted:
                 hinted.add(index)
