@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import sys
@@ -43,6 +42,8 @@ def compose_command(
     ] = False,
 ) -> None:
     """Write hosts/<node>/services.yaml from per-node Compose folders."""
+    import difflib
+
     from supervisor.compose import import_compose, render_node
 
     hosts = out or Path(os.environ.get("SUPERVISOR_INVENTORY") or "hosts")

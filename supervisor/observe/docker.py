@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 
@@ -38,7 +37,9 @@ from supervisor.observe.runner import (
     run_observer,
     world_directory,
 )
-from supervisor.observe.snapshot import NodeObservation, Observation
+
+if TYPE_CHECKING:
+    from supervisor.observe.snapshot import NodeObservation
 
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_PROJECT = "com.docker.compose.project"
@@ -174,7 +175,11 @@ def observe_endpoint(endpoint: Endpoint, now: datetime, timeout: float) -> tuple
     """Lists and inspects every container at `endpoint`. Any failure of the endpoint raises
     `EndpointError`; a container removed between the listing and its inspection is simply
     gone (it is not part of this observation)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import docker.errors
+
+    from supervisor.observe.snapshot import NodeObservation
 
     client = connect(endpoint, timeout)
     failure: str | None = None
@@ -214,7 +219,10 @@ def _engine(version: dict[str, Any]) -> str:
 def observe(endpoints: list[Endpoint], now: datetime, timeout: float) -> Cycle:
     """Every endpoint at once (a slow one does not hold up the others). A node whose endpoint
     failed is offline and keeps its records; the failure is among `problems`."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from supervisor import __version__
+    from supervisor.observe.snapshot import NodeObservation, Observation
 
     def one(endpoint: Endpoint) -> tuple[NodeObservation, list[str], list[Problem]]:
         try:

@@ -12,12 +12,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
 from supervisor.errors import InputError, Problem, SupervisorError
-from supervisor.observe.snapshot import Observation, write_snapshot
+
+if TYPE_CHECKING:  # the writer is imported when an observer runs, not when the CLI starts
+    from supervisor.observe.snapshot import Observation
 
 DEFAULT_WORLD = Path("/opt/homelab/world")
 
@@ -63,6 +65,8 @@ def run_observer(observe_once: Callable[[], Cycle], world: Path, *, once: bool,
         raise InputError([Problem("--once", message="excludes --interval")])
     if interval is not None and not 0 < interval < math.inf:
         raise InputError([Problem("--interval", message="must be a positive number of seconds")])
+
+    from supervisor.observe.snapshot import write_snapshot
 
     def cycle() -> list[Problem]:
         result = observe_once()
