@@ -60,3 +60,75 @@ def test_each_container_state_becomes_a_status(dockerd: Dockerd, tmp_path: Path)
     world = json.loads((tmp_path / "world" / "world.json").read_text())
     assert node["status"] == "online"
     assert node["last_seen"] == world["observed_at"]
+
+
+COMPOSE = """\
+services:
+  web:
+    image: busybox-offline:1
+    command: sleep 600
+    network_mode: none
+  db:
+    image: busybox-offline:1
+    command: sleep 600
+    network_mode: none
+    labels:
+      homelab.service: photos-db
+"""
+
+
+def test_compose_services_scaled_and_labelled(dockerd: Dockerd, tmp_path: Path) -> None:
+    project = tmp_path / "photos"
+    project.mkdir()
+    (project / "compose.yaml").write_text(COMPOSE)
+    dockerd.compose(project, "-p", "photos", "up", "-d", "--scale", "web=2")
+    result = observe(dockerd, tmp_path / "world")
+    assert result.exit_code == 0, result.output
+    found = services(tmp_path / "world")
+    assert sorted(found) == ["photos-db", "web"]
+    assert found["web"]["replicas"] == 2
+    assert found["web"]["status"] == "ok"
+    assert found["web"]["compose_project"] == "photos"
+    assert found["web"]["container_name"] in ("photos_web_1", "photos_web_2")
+    assert found["photos-db"]["compose_project"] == "photos"
+
+
+def test_a_container_removed_between_observations_loses_its_record(
+        dockerd: Dockerd, tmp_path: Path) -> None:
+    dockerd.run("keep", "sleep", "600")
+    dockerd.run("gone", "sleep", "600")
+    assert observe(dockerd, tmp_path / "world").exit_code == 0
+    assert sorted(services(tmp_path / "world")) == ["gone", "keep"]
+    dockerd.client.containers.get("gone").remove(force=True)
+    result = observe(dockerd, tmp_path / "world")
+    assert result.exit_code == 0, result.output
+    assert sorted(services(tmp_path / "world")) == ["keep"]
+    assert "1 removed" in result.output
+
+
+def test_the_endpoint_going_away_makes_the_node_offline_and_keeps_its_records(
+        tmp_path: Path) -> None:
+    """An engine of its own, stopped mid-test: the session's engine must stay up."""
+    import tempfile
+
+    from support.dockerd import start_dockerd, stop_dockerd
+
+    root = Path(tempfile.mkdtemp(prefix="dockerd-", dir="/tmp"))
+    engine = start_dockerd(root)
+    try:
+        engine.run("web", "sleep", "600")
+        first = observe(engine, tmp_path / "world")
+        assert first.exit_code == 0, first.output
+        before = json.loads((tmp_path / "world" / "nodes" / "nas01.json").read_text())
+        record = (tmp_path / "world" / "services" / "nas01" / "web.json").read_text()
+    finally:
+        stop_dockerd(engine)
+    second = observe(engine, tmp_path / "world")
+    assert second.exit_code == 2
+    assert f"node nas01 ({engine.host}): no socket at {engine.socket}" in second.output
+    after = json.loads((tmp_path / "world" / "nodes" / "nas01.json").read_text())
+    assert after == {"status": "offline", "last_seen": before["last_seen"]}
+    assert (tmp_path / "world" / "services" / "nas01" / "web.json").read_text() == record
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.observe.endpoints import collect_leaked_sockets
 from support import UNDER_CI, need, wait_for
 
 IMAGE = "busybox-offline:1"
@@ -147,8 +148,12 @@ def start_dockerd(root: Path) -> Dockerd:
         try:
             return bool(engine.client.ping())
         except (DockerException, RequestException, OSError):  # not listening yet
+            pass
+        if engine._client is not None:
+            engine._client.close()
             engine._client = None
-            return False
+        collect_leaked_sockets()  # the SDK leaves the socket of a failed connect open
+        return False
 
     try:
         wait_for(answers, timeout=60, what=f"dockerd to answer at {engine.host}", step=0.1)
