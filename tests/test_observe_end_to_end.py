@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from support.dockerd import Dockerd
 from typer.testing import CliRunner
 
 from supervisor.cli import app
-from support.dockerd import Dockerd
 
 INVENTORY = """\
 services:
