@@ -122,13 +122,15 @@ def check_file(path: Path, descriptor: int) -> None:
     kind = stat.S_IFMT(status.st_mode)
     if kind == stat.S_IFDIR:
         raise refuse(path, "is a directory, not a file; choose a file's path")
+    if kind in (stat.S_IFCHR, stat.S_IFBLK):
+        raise refuse(path, f"is {_KINDS[kind]}, not a regular file; choose a file's path")
     if kind != stat.S_IFREG:
         raise refuse(path, f"is {_KINDS.get(kind, 'not a regular file')}, not a regular file; "
                      "remove it, or choose another path")
     if status.st_uid not in (0, os.geteuid()):
         raise refuse(path, f"is owned by uid {status.st_uid}, not by this user "
-                     f"(uid {os.geteuid()}) or root; refusing to use it: remove it, or choose "
-                     "another path")
+                     f"(uid {os.geteuid()}) or root; refusing to use it: choose another path, "
+                     "or have its owner remove it")
     if status.st_nlink > 1:
         raise refuse(path, f"has {status.st_nlink} hard links, so it can be read or changed "
                      "under another name; remove it (the supervisor creates a new one), or "

@@ -72,7 +72,7 @@ def test_a_state_file_owned_by_another_user_is_refused(paths: Paths, which: str)
     os.chown(planted, 65534, 65534)
     result = once(paths)
     refused(result, f"{planted}: is owned by uid 65534, not by this user (uid 0) or root; "
-            "refusing to use it: remove it, or choose another path")
+            "refusing to use it: choose another path, or have its owner remove it")
 
 
 @pytest.mark.parametrize("which", ["log", "checkpoint", "lock"])
@@ -95,7 +95,7 @@ def test_a_fifo_as_a_state_file_is_refused_not_waited_on(paths: Paths, which: st
 
 def test_dev_null_as_the_log_is_refused(paths: Paths) -> None:
     refused(once(paths, "--events", "/dev/null"),
-            "/dev/null: is a character device, not a regular file")
+            "/dev/null: is a character device, not a regular file; choose a file's path")
 
 
 @pytest.mark.parametrize("option", ["--events", "--checkpoint"])
