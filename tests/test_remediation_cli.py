@@ -151,3 +151,17 @@ def test_docs_list_every_remediation_event_type_and_guardrail() -> None:
     remediation = (ROOT / "docs" / "remediation.md").read_text()
     for name, meaning in GUARDRAILS.items():
         assert f"| `{name}` | {meaning} |" in remediation
+
+
+def test_hold_resolves_a_bare_service_name_through_the_inventory(tmp_path: Path) -> None:
+    root = write_scenario(tmp_path / "lab", {"nas01": "services:\n  web: {}\n  db: {}\n",
+                                             "nas02": "services:\n  db: {}\n"})
+    holds, hosts = str(tmp_path / "holds.json"), str(root / "hosts")
+    code, out, _ = invoke("hold", "web", "--inventory", hosts, "--holds", holds)
+    assert code == 0 and out.startswith("held nas01/web until released")
+    code, _, err = invoke("hold", "db", "--inventory", hosts, "--holds", holds)
+    assert code == 2 and "SUBJECT: 'db' is ambiguous: nas01/db, nas02/db" in err
+    code, out, _ = invoke("hold", "nas02", "--inventory", hosts, "--holds", holds)
+    assert code == 0 and out.startswith("held nas02 until released")
+    assert invoke("release", "web", "--inventory", hosts, "--holds", holds)[:2] == (
+        0, "released nas01/web\n")

@@ -188,8 +188,32 @@ def _endpoints(nodes: list[str] | None) -> dict[str, str]:
     return {e.node: e.url for e in (parse_node_options(nodes) if nodes else [local_endpoint()])}
 
 
-SubjectArg = Annotated[str, typer.Argument(metavar="SUBJECT",
-                                           help="A node, or <node>/<service>.")]
+SubjectArg = Annotated[str, typer.Argument(
+    metavar="SUBJECT", help="<node>/<service>, a node, or a service name the inventory names "
+    "once.")]
+
+
+def _subject(text: str, inventory: Path | None) -> str:
+    """A bare name is a node, or a service the inventory declares on one node only (as for
+    `explain`); without a readable inventory it is taken as a node."""
+    from supervisor.errors import InputError, Problem
+    from supervisor.inventory import load_inventory
+
+    if "/" in text:
+        return text
+    path = _path(inventory, "SUPERVISOR_INVENTORY", Path("hosts"))
+    if not path.is_dir():
+        return text
+    try:
+        declared = load_inventory(path)
+    except SupervisorError:
+        return text  # a broken inventory must not stop a person from holding remediation
+    named = sorted(s for s in declared.services if s.split("/", 1)[1] == text)
+    candidates = ([text] if text in declared.nodes else []) + named
+    if len(candidates) > 1:
+        listed = ", ".join(f"{c} (node)" if c == text else c for c in candidates)
+        raise InputError([Problem("SUBJECT", message=f"{text!r} is ambiguous: {listed}")])
+    return named[0] if named and text not in declared.nodes else text
 
 
 @app.command("hold")
@@ -205,12 +229,14 @@ def hold_command(
         str, typer.Option("--reason", metavar="TEXT", help="Why, for the next person."),
     ] = "",
     holds: HoldsOpt = None,
+    inventory: InventoryOpt = None,
 ) -> None:
     """Keep remediation away from a node or service."""
     from supervisor.remediation.cycle import wall_clock
     from supervisor.remediation.holds import place
 
-    placed = place(_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS), subject, wall_clock(),
+    placed = place(_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
+                   _subject(subject, inventory), wall_clock(),
                    until=until, reason=reason)
     lapse = f" until {placed.until}" if placed.until else " until released"
     sys.stdout.write(f"held {placed.subject}{lapse} (by {placed.by})\n")
@@ -218,13 +244,15 @@ def hold_command(
 
 @app.command("release")
 @reporting_errors
-def release_command(subject: SubjectArg, holds: HoldsOpt = None) -> None:
+def release_command(subject: SubjectArg, holds: HoldsOpt = None,
+                    inventory: InventoryOpt = None) -> None:
     """Remove a hold."""
     from supervisor.errors import InputError, Problem
     from supervisor.remediation.cycle import wall_clock
     from supervisor.remediation.holds import release
 
     path = _path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS)
+    subject = _subject(subject, inventory)
     if release(path, subject, wall_clock()) is None:
         raise InputError([Problem(str(path), message=f"no hold on {subject!r}")])
     sys.stdout.write(f"released {subject}\n")
