@@ -63,6 +63,7 @@ class PassReport:
     lines: list[dict[str, Any]] = field(default_factory=list)  # appended to the log
     decisions: list[Decision] = field(default_factory=list)
     verified: list[dict[str, Any]] = field(default_factory=list)
+    acted: list[dict[str, Any]] = field(default_factory=list)  # how each action ended
 
     def text(self) -> str:
         mode = "" if self.execute else " (dry run)"
@@ -81,10 +82,9 @@ class PassReport:
                            f"{decision.guardrail}: {decision.reason}")
             elif not self.execute:
                 out.append(f"{head}: would act on {subject} ({decision.policy.id}): {what}")
-        for line in self.lines:
-            if line["type"] in (h.EXECUTED, h.FAILED) and line.get("stage") == "execute":
-                out.append(f"{head}: {line['type']} {line['subject']['id']} "
-                           f"(attempt {line['attempt']}): {line['reason']}")
+        for line in self.acted:
+            out.append(f"{head}: {line['type']} {line['subject']['id']} "
+                       f"(attempt {line['attempt']}): {line['reason']}")
         if not out:
             out.append(f"{head}: nothing to do")
         return "\n".join(out) + "\n"
@@ -142,7 +142,7 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
         for decision in planner.plan():
             report.decisions.append(decision)
             if decision.go and setup.execute:
-                _act(setup, decision, history, emit, executors, now)
+                _act(setup, decision, history, emit, executors, now, report)
             elif h.decision_key(_decision_line(decision, setup.execute)) != \
                     history.decisions.get(decision.recommendation.fingerprint):
                 emit(_decision_line(decision, setup.execute))
@@ -207,7 +207,7 @@ def _verify(attempt: h.Attempt, history: h.History, evaluation: Evaluation,
 
 
 def _act(setup: Setup, decision: Decision, history: h.History, emit: Callable[..., Any],
-         executors: Mapping[str, Executor], now: datetime) -> None:
+         executors: Mapping[str, Executor], now: datetime, report: PassReport) -> None:
     recommendation = decision.recommendation
     attempt = uuid.uuid4().hex[:16]
     verify_by = now + timedelta(seconds=setup.policies.verify_within(decision.policy))
@@ -222,9 +222,9 @@ def _act(setup: Setup, decision: Decision, history: h.History, emit: Callable[..
     except Exception as error:  # noqa: BLE001 - an executor's bug must still end the attempt
         done = Done(False, f"the {decision.policy.executor} executor failed: {error!r}")
     kind = h.EXECUTED if done.ok else h.FAILED
-    emit({"type": kind, "attempt": attempt, "subject": recommendation.subject.to_json(),
+    report.acted.append(emit({"type": kind, "attempt": attempt, "subject": recommendation.subject.to_json(),
           "fingerprint": recommendation.fingerprint, "policy": decision.policy.id,
-          "reason": done.detail, "stage": "execute", "id": event_id(attempt, kind)})
+          "reason": done.detail, "id": event_id(attempt, kind)}))
 
 
 def _decision_line(decision: Decision, execute: bool) -> dict[str, Any]:
