@@ -11,7 +11,7 @@ are noisy: compare the ratios, which are measured in the same run with the runs 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import math
 import os
 import platform
 import shutil
@@ -48,9 +48,10 @@ def median_of(repeat: int, *commands: Callable[[], float]) -> list[float]:
     return [statistics.median(values) for values in samples]
 
 
-def peak_rss_kib(argv: list[str]) -> int:
+def peak_rss_kib(argv: list[str], env: dict[str, str] | None = None) -> int:
     """Peak resident memory of a child process, from the kernel's accounting."""
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} failed")
@@ -71,16 +72,6 @@ def generate(out: Path, nodes: int, services: int) -> Path:
         subprocess.run([PYTHON, str(HERE / "generate.py"), str(lab), "--nodes", str(nodes),
                         "--services", str(services)], check=True, stdout=subprocess.DEVNULL)
     return lab
-
-
-def hash_files(lab: Path) -> None:
-    """The baseline of an unchanged run: reading and hashing every input file."""
-    digest = hashlib.sha256()
-    for directory, subdirectories, names in os.walk(lab):
-        subdirectories.sort()
-        for name in sorted(names):
-            with open(os.path.join(directory, name), "rb") as handle:
-                digest.update(handle.read())
 
 
 class Table:
@@ -115,36 +106,67 @@ def machine() -> str:
             f"Python {platform.python_version()}, load average {load}")
 
 
+def settle(lab: Path) -> None:
+    """Waits until the lab's files are older than the cache's racy window (see
+    supervisor/cache.py), then runs eval twice, so that timed runs find a warm cache."""
+    newest = max(os.stat(os.path.join(directory, name)).st_ctime
+                 for directory, _, names in os.walk(lab) for name in names)
+    time.sleep(max(0.0, newest + 2.1 - time.time()))
+    for _ in range(2):
+        timed([SUPERVISOR, "eval", str(lab), "--format", "json"])
+
+
 def cold_start(table: Table, repeat: int, out: Path) -> None:
     tiny = generate(out, 1, 2)
+    settle(tiny)
     bare, evaluation, helping = median_of(
         repeat, wall([PYTHON, "-c", "pass"]), wall([SUPERVISOR, "eval", str(tiny)]),
         wall([SUPERVISOR, "--help"]))
-    table.add("cold start: eval of a 2-service lab", f"{evaluation * 1000:.0f} ms", "<= 250 ms",
-              evaluation <= 0.250)
-    table.add("cold start: eval / `python -c pass`", f"{evaluation / bare:.1f}x "
-              f"({bare * 1000:.0f} ms bare)", "<= 10x", evaluation / bare <= 10)
-    table.add("cold start: --help", f"{helping * 1000:.0f} ms", "<= 150 ms", helping <= 0.150)
+    table.add("goal 4: cold start, eval of a 2-service lab / `python -c pass`",
+              f"{evaluation / bare:.1f}x ({evaluation * 1000:.0f} ms vs {bare * 1000:.0f} ms, "
+              f"median of {repeat})", "<= 7x", evaluation / bare <= 7)
+    table.add("goal 5: cold start, eval of a 2-service lab", f"{evaluation * 1000:.0f} ms",
+              "<= 250 ms", evaluation <= 0.250)
+    table.add("goal 5: cold start, --help", f"{helping * 1000:.0f} ms", "<= 150 ms",
+              helping <= 0.150)
 
 
 def scale(table: Table, repeat: int, out: Path, quick: bool) -> None:
     nodes = 100 if quick else 1000
     small = generate(out, nodes // 10, 100)
     large = generate(out, nodes, 100)
+    settle(small)
+    settle(large)
     label = f"{nodes * 100:,} services"
-    floor, evaluation = median_of(
-        repeat, wall([PYTHON, str(HERE / "floor.py"), str(large)]),
-        wall([SUPERVISOR, "eval", str(large), "--format", "json"]))
-    table.add(f"scale: eval of {label}", f"{evaluation:.2f} s", "-", None)
-    table.add(f"scale: eval / parse floor ({floor:.2f} s)", f"{evaluation / floor:.2f}x",
-              "<= 2x", evaluation / floor <= 2)
-    rss = peak_rss_kib([SUPERVISOR, "eval", str(large), "--format", "json"])
-    table.add(f"scale: peak RSS of eval, {label}", f"{rss / 1024:.0f} MiB", "<= 1024 MiB",
+    argv = [SUPERVISOR, "eval", str(large), "--format", "json"]
+    uncached = {**os.environ, "SUPERVISOR_CACHE": "off"}
+
+    def without_cache() -> float:
+        started = time.perf_counter()
+        subprocess.run(argv, env=uncached, stdout=subprocess.DEVNULL, check=False)
+        return time.perf_counter() - started
+
+    tight, floor, evaluation, cold = median_of(
+        repeat, wall([PYTHON, str(HERE / "tight_floor.py"), str(large)]),
+        wall([PYTHON, str(HERE / "floor.py"), str(large)]), wall(argv), without_cache)
+    table.add(f"goal 3: eval of {label} (warm cache) / tight floor ({tight:.2f} s)",
+              f"{evaluation / tight:.2f}x ({evaluation:.2f} s)", "<= 1.5x",
+              evaluation / tight <= 1.5)
+    table.add(f"goal 5: eval of {label} (warm cache) / parse floor ({floor:.2f} s)",
+              f"{evaluation / floor:.2f}x", "<= 2x", evaluation / floor <= 2)
+    table.add(f"goal 5: eval of {label} without a cache / parse floor",
+              f"{cold / floor:.2f}x ({cold:.2f} s)", "<= 2x", cold / floor <= 2)
+    rss = max(peak_rss_kib(argv), peak_rss_kib(argv, uncached))
+    table.add(f"goal 5: peak RSS of eval, {label}", f"{rss / 1024:.0f} MiB", "<= 1024 MiB",
               rss <= 1024 * 1024)
     (small_time,) = median_of(repeat, wall([SUPERVISOR, "eval", str(small), "--format", "json"]))
     ratio = evaluation / small_time
-    table.add(f"scale: {nodes * 10:,} -> {nodes * 100:,} services", f"{ratio:.1f}x "
+    table.add(f"goal 5: {nodes * 10:,} -> {nodes * 100:,} services", f"{ratio:.1f}x "
               f"({small_time:.2f} s -> {evaluation:.2f} s)", "<= 11x", ratio <= 11)
+    SCALE_RESULTS["eval"] = evaluation
+
+
+SCALE_RESULTS: dict[str, float] = {}
 
 
 def rego(table: Table, repeat: int, out: Path, quick: bool) -> None:
@@ -170,21 +192,107 @@ def rego(table: Table, repeat: int, out: Path, quick: bool) -> None:
 
 def unchanged_run(table: Table, repeat: int, out: Path, quick: bool) -> None:
     lab = generate(out, 100 if quick else 1000, 100)
-    state = out / "run-state"
-    shutil.rmtree(state, ignore_errors=True)
+    copy, state = out / "run-lab", out / "run-state"
+    for directory in (copy, state):
+        shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(lab, copy)
     state.mkdir()
-    argv = [SUPERVISOR, "run", str(lab), "--once", "--quiet", "--now", "2026-11-26T10:00:30Z",
+    settle(copy)
+    argv = [SUPERVISOR, "run", str(copy), "--once", "--quiet", "--now", "2026-11-26T10:00:30Z",
             "--events", str(state / "events.log"), "--checkpoint", str(state / "checkpoint.json")]
     subprocess.run(argv, check=True)  # the first run evaluates; the next ones find no change
+    subprocess.run(argv, check=True)
     first_run_lines = len((state / "events.log").read_text().splitlines())
-    hashing = [PYTHON, "-c", (f"import sys; sys.path.insert(0, {str(HERE)!r}); "
-               f"import run; run.hash_files(__import__('pathlib').Path({str(lab)!r}))")]
-    baseline, unchanged = median_of(repeat, wall(hashing), wall(argv))
-    table.add("unchanged run / hashing the inputs", f"{unchanged / baseline:.2f}x "
-              f"({unchanged:.2f} s vs {baseline:.2f} s)", "<= 2x", unchanged / baseline <= 2)
+    walk = [PYTHON, str(HERE / "stat_walk.py"), str(copy)]
+    baseline, unchanged, evaluation = median_of(
+        repeat, wall(walk), wall(argv), wall([SUPERVISOR, "eval", str(copy), "--format", "json"]))
+    table.add("goal 2: unchanged run --once / stat-only walk",
+              f"{unchanged / baseline:.2f}x ({unchanged:.2f} s vs {baseline:.2f} s)", "<= 1.3x",
+              unchanged / baseline <= 1.3)
     lines = len((state / "events.log").read_text().splitlines())
-    table.add("unchanged runs append nothing", f"{lines} lines after {repeat + 1} runs, "
-              f"{first_run_lines} after the first", "no new line", lines == first_run_lines)
+    table.add("goal 5: unchanged runs append nothing", f"{lines} lines after {repeat + 2} runs, "
+              f"{first_run_lines} after the first two", "no new line", lines == first_run_lines)
+    record = next(path for path in sorted((copy / "world" / "services").glob("*/*.json"))
+                  if '"status": "ok"' in path.read_text())
+    original = record.read_text()
+    samples = []
+    for index in range(repeat):
+        changed = original.replace('"status": "ok"', '"status": "failed"')
+        write_atomically(record, changed if index % 2 == 0 else original)
+        samples.append(timed(argv))
+    changed_run = statistics.median(samples)
+    table.add("goal 2: run --once with one file changed / cold eval (warm cache)",
+              f"{changed_run / evaluation:.2f}x ({changed_run:.2f} s vs {evaluation:.2f} s)",
+              "<= 0.5x", changed_run / evaluation <= 0.5)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """As observers publish a record: a temporary file renamed over the old one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def watching(table: Table, repeat: int, out: Path, quick: bool) -> None:
+    """`run --watch` on the large lab: from an atomic rewrite of one service record to its
+    event line in the log, and the CPU the process uses while nothing changes."""
+    lab = generate(out, 100 if quick else 1000, 100)
+    copy, state = out / "watch-lab", out / "watch-state"
+    for directory in (copy, state):
+        shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(lab, copy)
+    state.mkdir()
+    settle(copy)
+    log = state / "events.log"
+    process = subprocess.Popen(
+        [SUPERVISOR, "run", str(copy), "--watch", "--interval", "60", "--now",
+         "2026-11-26T10:00:30Z", "--events", str(log), "--checkpoint",
+         str(state / "checkpoint.json")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True)
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # the first run is done
+        time.sleep(3)  # and the watcher is set up
+        records = [path for path in sorted((copy / "world" / "services").glob("*/*.json"))
+                   if '"status": "ok"' in path.read_text()][: max(repeat, 5)]
+        latencies = []
+        for index in range(max(repeat, 5) * 2):
+            record = records[index // 2]
+            text = record.read_text()
+            subject = f"{record.parent.name}/{record.stem}"
+            flipped = (text.replace('"status": "ok"', '"status": "failed"') if index % 2 == 0
+                       else text.replace('"status": "failed"', '"status": "ok"'))
+            size = log.stat().st_size
+            started = time.perf_counter()
+            write_atomically(record, flipped)
+            latency = None
+            while time.perf_counter() - started < 60:
+                if log.stat().st_size > size:
+                    with open(log, "rb") as handle:
+                        handle.seek(size)
+                        if subject.encode() in handle.read():
+                            latency = time.perf_counter() - started
+                            break
+                time.sleep(0.005)
+            latencies.append(latency if latency is not None else math.inf)
+            time.sleep(2)  # let the run settle before the next change
+        median = statistics.median(latencies)
+        table.add(f"goal 1: watch, one record rewritten -> its event line ({len(latencies)} "
+                  "changes)", f"median {median * 1000:.0f} ms", "<= 250 ms", median <= 0.25)
+        window = 30 if quick else 90
+        before = _cpu_seconds(process.pid)
+        time.sleep(window)
+        used = (_cpu_seconds(process.pid) - before) * 60 / window
+        table.add(f"goal 1: watch, idle CPU with the 60 s heartbeat ({window} s)",
+                  f"{used:.2f} CPU s/min", "< 0.1", used < 0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def everyday(table: Table, repeat: int, out: Path) -> None:
@@ -225,17 +333,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "out")
-    parser.add_argument("--only", choices=["cold", "everyday", "scale", "rego", "run"],
+    parser.add_argument("--only", choices=["cold", "everyday", "scale", "rego", "run", "watch"],
                         action="append")
     options = parser.parse_args()
     options.out.mkdir(parents=True, exist_ok=True)
+    # The cache of parsed inputs lives with the labs, never in the user's cache.
+    os.environ["SUPERVISOR_CACHE_DIR"] = str(options.out / "cache")
+    os.environ.pop("SUPERVISOR_CACHE", None)
     if not Path(SUPERVISOR).exists():
         raise SystemExit(f"no installed supervisor beside {PYTHON}; pip install . first")
     table = Table()
-    chosen = options.only or ["cold", "everyday", "scale", "rego", "run"]
+    chosen = options.only or ["cold", "everyday", "scale", "rego", "run", "watch"]
     print(f"machine: {machine()}", file=sys.stderr)
     if "cold" in chosen:
-        cold_start(table, options.repeat * 2, options.out)
+        cold_start(table, 4 if options.quick else 20, options.out)
     if "everyday" in chosen:
         everyday(table, options.repeat, options.out)
     if "scale" in chosen:
@@ -244,6 +355,8 @@ def main() -> None:
         rego(table, options.repeat, options.out, options.quick)
     if "run" in chosen:
         unchanged_run(table, options.repeat, options.out, options.quick)
+    if "watch" in chosen:
+        watching(table, options.repeat, options.out, options.quick)
     print(f"machine: {machine()}")
     print(f"repeat: {options.repeat}; medians; {'quick' if options.quick else 'full'} sizes")
     print(table.render())

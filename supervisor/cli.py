@@ -542,8 +542,8 @@ def run_command(
         default_instance,
         loop,
         run_once,
-        watch,
     )
+    from supervisor.watching import watch
 
     if once and (interval is not None or watch_changes):
         raise InputError([Problem("--once", message="excludes --interval and --watch")])

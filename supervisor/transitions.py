@@ -317,25 +317,3 @@ def loop(cycle: Callable[[], None], interval: float, stopper: Stopper) -> None:
         if start + slot * interval < time.monotonic():
             slot = int(elapsed // interval) + 1
         stopper.sleep_until(start + slot * interval)
-
-
-def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
-          heartbeat: float, stopper: Stopper) -> None:
-    """Runs `cycle`, then again after each burst of changes under `watched` (an observer
-    writing 500 files gives one run), and at least every `heartbeat` seconds, so that a world
-    that stops changing is still noticed going stale."""
-    from watchfiles import watch as changes_under
-
-    ignored_names = {str(path) for path in ignored}
-
-    def relevant(change: object, path: str) -> bool:
-        return path not in ignored_names and not os.path.basename(path).startswith(".")
-
-    cycle()
-    # A burst ends after 1.5 s without a change (or after 30 s of changes, whichever first).
-    for _ in changes_under(*watched, watch_filter=relevant, debounce=30_000, step=1500,
-                           rust_timeout=int(heartbeat * 1000), yield_on_timeout=True,
-                           stop_event=stopper.event, raise_interrupt=False):
-        if stopper.stopping:
-            break
-        cycle()

@@ -158,7 +158,8 @@ def remediate_command(
     if interval is None and not watch_changes:
         one_pass(False)
         return
-    from supervisor.transitions import Stopper, loop, watch
+    from supervisor.transitions import Stopper, loop
+    from supervisor.watching import watch
 
     stopper = Stopper()
     if watch_changes:

@@ -1,0 +1,71 @@
+"""`run --watch` keeps watching the world after an observer replaces it whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import wait_for
+from support.runs import command
+from support.scenarios import FIXTURES
+
+
+def fail(world: Path, service: str) -> None:
+    record = world / "services" / f"{service}.json"
+    data = json.loads(record.read_text())
+    data["status"] = "failed"
+    record.write_text(json.dumps(data))
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["rename", "symlink"])
+def test_watch_follows_a_world_replaced_by_rename_or_symlink_swap(tmp_path: Path, how: str
+                                                                  ) -> None:
+    lab = tmp_path / "lab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    if how == "symlink":
+        (lab / "snapshots").mkdir()
+        (lab / "world").rename(lab / "snapshots" / "1")
+        (lab / "world").symlink_to(Path("snapshots") / "1")
+    out = tmp_path / "stdout.txt"
+    with out.open("w") as stdout:
+        # A heartbeat of ten minutes: whatever happens below is seen by the watch, or not.
+        process = subprocess.Popen(
+            [*command(), "run", str(lab), "--watch", "--interval", "600", "--now",
+             "2026-11-26T10:01:00Z", "--events", str(tmp_path / "events.log"),
+             "--checkpoint", str(tmp_path / "checkpoint.json")],
+            stdout=stdout, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(lines(out)) == 1, timeout=60, what="the first run")
+        # The observer publishes a new snapshot, in which postgres failed, all at once.
+        if how == "rename":
+            shutil.copytree(lab / "world", lab / "world.new")
+            fail(lab / "world.new", "nas01/postgres")
+            (lab / "world").rename(lab / "world.old")
+            (lab / "world.new").rename(lab / "world")
+            shutil.rmtree(lab / "world.old")
+        else:
+            shutil.copytree(lab / "snapshots" / "1", lab / "snapshots" / "2")
+            fail(lab / "snapshots" / "2", "nas01/postgres")
+            (lab / ".world.tmp").symlink_to(Path("snapshots") / "2")
+            os.replace(lab / ".world.tmp", lab / "world")
+        wait_for(lambda: len(lines(out)) == 2, timeout=60, what="a run after the swap")
+        assert "1 reconcile_required" in lines(out)[1]
+        # And what is in the new world now is watched: another service fails in it.
+        fail(Path(os.path.realpath(lab / "world")), "infra01/gitea")
+        wait_for(lambda: len(lines(out)) == 3, timeout=60, what="a run after a change in it")
+        assert "no change" not in lines(out)[2] and "reconcile_" in lines(out)[2]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
