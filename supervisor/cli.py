@@ -601,10 +601,18 @@ def run_command(
                         instance, interval or 60.0, warn, lambda: stopper.stopping,
                         stopper.sleep_until)
 
+    # Watching, the process keeps its inputs and evaluation and redoes only what changed.
+    kept = None
+    if watch_changes:
+        from supervisor.incremental import Incremental
+
+        kept = Incremental()
+
     def attempt() -> None:
         started = time.monotonic()
         result = run_once(inputs, paths, instance=instance, warn=warn, keep_going=True,
-                          lock_timeout=lock_timeout, cancelled=lambda: stopper.stopping)
+                          lock_timeout=lock_timeout, cancelled=lambda: stopper.stopping,
+                          source=kept)
         for problem in result.problems:
             warn(str(problem))
         report(result, started)
@@ -618,7 +626,8 @@ def run_command(
         ignored = {paths.events, paths.checkpoint, paths.lock}
         if metrics_file is not None:
             ignored.add(metrics_file)
-        watch(cycle, [p for p in watched if p.exists()], ignored, interval or 60.0, stopper)
+        watch(cycle, [p for p in watched if p.exists()], ignored, interval or 60.0, stopper,
+              noticed=kept.notice if kept is not None else None)
     else:
         loop(cycle, interval or 60.0, stopper)
 

@@ -19,13 +19,16 @@ import os
 import stat
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor import cache
 from supervisor.cache import Stamp
 
 if TYPE_CHECKING:
-    from supervisor.inputs import Inputs
+    from datetime import datetime
+
+    from supervisor.engine import Evaluation
+    from supervisor.inputs import Inputs, Loaded
 
 UNREADABLE = "unreadable"
 _FORMAT, _REGULAR = 0o170000, stat.S_IFREG
@@ -76,7 +79,8 @@ class Check:
     which is all an unchanged run reads; and every file's hash, for runs where some changed.
     """
 
-    def __init__(self, inputs: Inputs) -> None:
+    def __init__(self, inputs: Inputs, *, complete: bool = False) -> None:
+        """`complete`: keep every file's hash in memory, for `update` (a watching process)."""
         history = () if inputs.remediations is None else (inputs.remediations,)
         roots = [str(root) for root in (inputs.inventory, inputs.world, *inputs.rule_sources(),
                                         *history)]
@@ -89,6 +93,9 @@ class Check:
         self.taken = cache.now_ns()
         self.changed = 0
         self._hashes: dict[str, dict[str, list[Any]]] = {}
+        self._options = options
+        self._moved: set[str] = set()
+        self._roots = [(base, os.path.realpath(base)) for base in roots]
 
         # This loop is all an unchanged run does: a hundred thousand files, so kept lean.
         walked: list[tuple[str, str, str, os.stat_result | None, bool]] = []
@@ -121,7 +128,7 @@ class Check:
 
         summary = cache.read(self._summary_path, self._identity) or {}
         taken = summary.get("taken")
-        if (summary.get("stamps") == self._stamps and isinstance(taken, int)
+        if (not complete and summary.get("stamps") == self._stamps and isinstance(taken, int)
                 and isinstance(summary.get("digest"), str)
                 and taken - newest > cache.RACY_NS):
             self.digest: str = summary["digest"]
@@ -145,11 +152,56 @@ class Check:
         self.digest = hasher.hexdigest()
         self.changed += 1  # the summary, at least, is new
 
+    def update(self, changed: set[str]) -> bool:
+        """Takes in the files at `changed` (real paths, as a watcher reports them) without
+        walking everything again; False if that cannot be done (a file added, removed or not
+        one of the inputs), and a new walk is needed. Only for a `complete` check."""
+        self.reading = Reading()
+        self._moved |= {self._path_of(real_path) for real_path in changed}
+        for real_path in changed:
+            place = self._place(real_path)
+            if place is None:
+                return False
+            base, relative = place
+            entry = self._hashes.get(base, {}).get(relative)
+            path = base + relative if relative else base
+            stamp, linked = _stamp(path)
+            if entry is None or stamp is None or linked:
+                return False
+            fresh = self._hash(path, stamp, False, entry)
+            if fresh is None:
+                return False
+            self._hashes[base][relative] = fresh
+        hasher = hashlib.sha256(repr(self._options).encode())
+        current = None
+        for base, relative, _, _, _ in self._walked:
+            if base != current:
+                current = base
+                hasher.update(f"\0root {base}\0".encode())
+            entry = self._hashes[base].get(relative)
+            hasher.update(f"\0{relative}\0{entry[4] if entry else UNREADABLE}".encode())
+        self.digest = hasher.hexdigest()
+        return True
+
+    def _path_of(self, real_path: str) -> str:
+        place = self._place(real_path)
+        return real_path if place is None else place[0] + place[1]
+
+    def _place(self, real_path: str) -> tuple[str, str] | None:
+        """(root as given, path relative to it) of a real path under one of the inputs."""
+        for base, real in self._roots:
+            if real_path == real:
+                return base, ""
+            if real_path.startswith(real + os.sep):
+                return base, real_path[len(real):]
+        return None
+
     def for_loaders(self) -> Reading:
         """What the loaders may take instead of reading and stat'ing again."""
         stamps = self.reading.stamps
         for _, _, path, status, linked in self._walked:
-            if status is not None and not linked:
+            # Files taken in since the walk (`update`) have newer stamps: stat'ed again.
+            if status is not None and not linked and path not in self._moved:
                 stamps[path] = (status.st_ino, status.st_mtime_ns, status.st_size,
                                 status.st_ctime_ns)
         return self.reading
@@ -185,6 +237,45 @@ class Check:
         cache.write(self._files_path, self._identity, self._hashes)
         cache.write(self._summary_path, self._identity,
                     {"stamps": self._stamps, "digest": self.digest, "taken": self.taken})
+
+
+class Source(Protocol):
+    """Where `run` gets its inputs' digest and, when they changed, their evaluation."""
+
+    def fingerprint(self, inputs: Inputs) -> str: ...
+
+    def evaluate(self, inputs: Inputs, now: datetime) -> tuple[Loaded, Evaluation]: ...
+
+
+class Fresh:
+    """Where a run's inputs come from when nothing is kept between runs: a stat-first check,
+    then everything loaded (from the cache of parsed files where it can)."""
+
+    def __init__(self) -> None:
+        self._check: Check | None = None
+
+    def fingerprint(self, inputs: Inputs) -> str:
+        self._check = Check(inputs)
+        self._check.save()
+        return self._check.digest
+
+    def evaluate(self, inputs: Inputs, now: datetime) -> tuple[Loaded, Evaluation]:
+        from supervisor.inputs import evaluate_inputs  # only when there is work to do
+
+        assert self._check is not None, "fingerprint first"
+        with reading(self._check.for_loaders()):
+            return evaluate_inputs(inputs, clock=now)
+
+
+def _stamp(path: str) -> tuple[Stamp | None, bool]:
+    """The file's stamp now (of what it points to, for a link), and whether it is a link."""
+    try:
+        status = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None, False
+    linked = stat.S_ISLNK(status.st_mode)
+    target = _follow(path) if linked else status
+    return (cache.stamp_from(target) if target is not None else None), linked
 
 
 def _follow(path: str) -> os.stat_result | None:

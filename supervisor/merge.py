@@ -59,6 +59,21 @@ class State:
             "world": [WORLD],
         }
 
+    def maintenance_ends(self) -> list[datetime]:
+        """When the maintenance windows end: evaluations on either side of one may differ."""
+        return [parse_time(mark["until"]) for mark in self._maintenance.values()]
+
+    def observed(self, service: str | None = None, node: str | None = None,
+                 record: dict[str, Any] | None = None) -> None:
+        """The observer rewrote one record of a service or node that was already known: the
+        documents that show it are built again on their next use."""
+        if service is not None:
+            self.world.services[service] = record  # type: ignore[assignment]
+            self._services.pop(service, None)
+        if node is not None:
+            self.world.nodes[node] = record  # type: ignore[assignment]
+            self._nodes.pop(node, None)
+
     def is_critical(self, subject: Subject) -> bool:
         """Declared critical: the subject itself, or the node it is on."""
         if subject.kind == "world":

@@ -29,7 +29,7 @@ from supervisor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import EventLog
-from supervisor.manifest import Check, reading
+from supervisor.manifest import Fresh, Source
 from supervisor.metrics import Snapshot
 from supervisor.replay import (
     ERROR,
@@ -120,7 +120,8 @@ def wall_clock() -> datetime:
 def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
              clock: Clock = wall_clock, warn: Callable[[str], None] = print,
              keep_going: bool = False, lock_timeout: float = 30.0,
-             cancelled: Callable[[], bool] = lambda: False) -> RunReport:
+             cancelled: Callable[[], bool] = lambda: False,
+             source: Source | None = None) -> RunReport:
     """One evaluation and its transitions, appended and checkpointed.
 
     Bad input raises `SupervisorError` and writes nothing, unless `keep_going` (the loop): then
@@ -129,7 +130,8 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
     """
     instance = instance or default_instance(inputs.inventory, paths.checkpoint)
     try:
-        return _run(inputs, paths, instance, clock, warn, keep_going, lock_timeout, cancelled)
+        return _run(inputs, paths, instance, clock, warn, keep_going, lock_timeout, cancelled,
+                    source)
     except OSError as error:
         # The state files' own errors are all worded where they happen; this is the net under
         # them, so that no operational error ends in a traceback.
@@ -139,7 +141,7 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
 
 def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
          warn: Callable[[str], None], keep_going: bool, lock_timeout: float,
-         cancelled: Callable[[], bool]) -> RunReport:
+         cancelled: Callable[[], bool], source: Source | None) -> RunReport:
     log = EventLog(paths.events, lock_timeout=lock_timeout, cancelled=cancelled)
     with locked(paths.lock, lock_timeout, cancelled):
         checkpoint = load_checkpoint(paths.checkpoint, log, instance,
@@ -147,19 +149,15 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
         now = parse_time(inputs.now) if inputs.now else clock()
         report = RunReport(run_id=uuid.uuid4().hex[:12], now=format_time(now))
         events = resync(checkpoint.state, report.now, report.run_id) if checkpoint.resync else []
-        found = Check(inputs)
-        found.save()
-        fingerprint = found.digest
+        source = source or Fresh()
+        fingerprint = source.fingerprint(inputs)
         if (fingerprint == checkpoint.inputs_digest and checkpoint.last_error is None
                 and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))):
             report.skipped = True
             _commit(log, paths, checkpoint, events, report)
             return _settle(report, checkpoint)
         try:
-            from supervisor.inputs import evaluate_inputs  # only when there is work to do
-
-            with reading(found.for_loaders()):
-                loaded, evaluation = evaluate_inputs(inputs, clock=now)
+            loaded, evaluation = source.evaluate(inputs, now)
         except SupervisorError as error:
             if not keep_going:
                 raise

@@ -18,18 +18,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from supervisor.transitions import Stopper
 
-# A burst of changes ends after STEP_MS without one (or after DEBOUNCE_MS of changes).
-STEP_MS = 1500
+# A burst of changes ends after STEP_MS without one (or after DEBOUNCE_MS of changes): short,
+# since a run after a change costs little with incremental evaluation (see incremental.py).
+STEP_MS = 50
 DEBOUNCE_MS = 30_000
+# How often to look where the inputs lead (a few stat calls), when nothing else wakes us.
+LOOK_MS = 1000
+# Every so many heartbeats, the inputs are walked whatever the watcher said: it may have
+# missed something (an overflowing kernel queue, a file system it cannot watch).
+RECHECK_EVERY = 10
 
 Identity = tuple[str, int, int] | None  # where a watched path leads: real path, device, inode
 
 
 def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
-          heartbeat: float, stopper: Stopper) -> None:
+          heartbeat: float, stopper: Stopper,
+          noticed: Callable[[set[str] | None], None] | None = None) -> None:
     """Runs `cycle`, then again after each burst of changes under `watched` (an observer
     writing 500 files gives one run), when an input is replaced, and at least every
-    `heartbeat` seconds, so that a world that stops changing is still noticed going stale."""
+    `heartbeat` seconds, so that a world that stops changing is still noticed going stale.
+    Before each run, `noticed` hears the real paths that changed; None when that is not
+    known (the first run, an input replaced, every RECHECK_EVERY heartbeats)."""
     from watchfiles import watch as changes_under
 
     ignored_names = {str(path) for path in ignored}
@@ -37,8 +46,10 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
     def relevant(change: object, path: str) -> bool:
         return path not in ignored_names and not os.path.basename(path).startswith(".")
 
+    tell = noticed or (lambda changed: None)
+    tell(None)
     cycle()
-    last = time.monotonic()
+    last, beats = time.monotonic(), 0
     while not stopper.stopping:
         leads = {path: _identity(path) for path in watched}
         roots = sorted({identity[0] for identity in leads.values() if identity is not None})
@@ -46,13 +57,17 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
             return
         moved = False
         for changes in changes_under(*roots, watch_filter=relevant, debounce=DEBOUNCE_MS,
-                                     step=STEP_MS, rust_timeout=min(STEP_MS, int(heartbeat * 1000)),
+                                     step=STEP_MS, rust_timeout=min(LOOK_MS, int(heartbeat * 1000)),
                                      yield_on_timeout=True, stop_event=stopper.event,
                                      raise_interrupt=False):
             if stopper.event.is_set():
                 return
             moved = any(_identity(path) != lead for path, lead in leads.items())
-            if changes or moved or time.monotonic() - last >= heartbeat:
+            beat = not changes and not moved and time.monotonic() - last >= heartbeat
+            if changes or moved or beat:
+                beats += beat
+                unknown = moved or (beat and beats % RECHECK_EVERY == 0)
+                tell(None if unknown else {path for _, path in changes})
                 cycle()
                 last = time.monotonic()
             if moved:

@@ -11,7 +11,7 @@ from typing import Any
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, raise_if
-from supervisor.limits import VARIABLES, current, too_many
+from supervisor.limits import VARIABLES, Limits, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, load_yaml, parse_json, read_text
 from supervisor.model import NAME, World
 from supervisor.parsed import MISSING, Parsed
@@ -93,17 +93,9 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
         if value is not MISSING:
             return value
         try:
-            text = read_text(path, follow=False, limits=limits)
-            value = parse_json(text, path, limits)
+            value = read_record(path, definition, limits)
         except InputError as error:
             problems.extend(error.problems)
-            return None
-        if not isinstance(value, dict):
-            problems.append(Problem(path, message="must be a JSON object"))
-            return None
-        found = schemas.check("world", value, JsonSource(path, text=text), definition)
-        problems.extend(found)
-        if found:
             return None
         cached.put(path, value)
         return value
@@ -144,6 +136,18 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
     cached.save()
     raise_if(problems)
     return document
+
+
+def read_record(path: str, definition: str, limits: Limits | None = None) -> dict[str, Any]:
+    """One record of the observer's directory (`definition`: its kind in the world schema),
+    read and checked; `InputError` if it cannot be used."""
+    limits = limits or current()
+    text = read_text(path, follow=False, limits=limits)
+    value = parse_json(text, path, limits)
+    if not isinstance(value, dict):
+        raise InputError([Problem(path, message="must be a JSON object")])
+    raise_if(schemas.check("world", value, JsonSource(path, text=text), definition))
+    return value
 
 
 def _entries(directory: str, problems: list[Problem], *, directories: bool

@@ -1,0 +1,197 @@
+"""Incremental evaluation for `run --watch`: keep the inputs and the evaluation, redo only what
+a change touches.
+
+A watching process keeps the parsed inputs, the recommendations every subject fired (before
+root causes overrule symptoms) and the digest's per-file hashes. When the watcher reports that
+records of services or nodes the world already had were rewritten, only those files are read
+again, the documents that show them are rebuilt, and only the subjects whose documents show
+them are evaluated again: the service, its node, the services that depend on it (and, for a
+node, every service on it and their dependants). Overruling, ordering and the summary are then
+done again over everything fired, which is cheap. Anything else (a file added or removed, the
+inventory, the rules, world.json, deployments, incidents, the remediation history, a clock past
+the evaluation's `valid_until`, a maintenance window ending) is evaluated in full, as `run
+--once` does. The result is the full evaluation's, byte for byte: tests/test_incremental.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import defaultdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from supervisor.engine import Evaluation, Recommendation, _overrule, evaluate, summarize
+from supervisor.errors import InputError, SupervisorError
+from supervisor.manifest import Check, reading
+from supervisor.model import Subject
+from supervisor.timestamps import format_time
+from supervisor.world import read_record
+
+if TYPE_CHECKING:
+    from supervisor.inputs import Inputs, Loaded
+
+
+class Incremental:
+    """One watching process's inputs and evaluation, kept between runs."""
+
+    def __init__(self) -> None:
+        self.changed: set[str] | None = None  # real paths since the last run; None: unknown
+        self.full_runs = 0
+        self.incremental_runs = 0
+        self._check: Check | None = None
+        self._loaded: Loaded | None = None
+        self._evaluation: Evaluation | None = None
+        self._fired: dict[Subject, list[Recommendation]] = {}
+        self._dependants: dict[str, list[str]] = {}
+        self._timed: set[str] = set()
+        self._pending: set[str] | None = None  # changes not yet evaluated
+
+    def notice(self, changed: set[str] | None) -> None:
+        """The watcher saw these paths change (None: something it cannot say)."""
+        if changed is None or self.changed is None:
+            self.changed = None
+        else:
+            self.changed |= changed
+
+    def fingerprint(self, inputs: Inputs) -> str:
+        """The digest of the inputs, walking them only when the changes are not known."""
+        changed, self.changed = self.changed, set()
+        if self._pending is not None and changed is not None:
+            self._pending |= changed
+        else:
+            self._pending = None
+        if self._check is None or changed is None or not self._check.update(changed):
+            self._check = Check(inputs, complete=True)
+            self._check.save()
+            self._pending = None
+        return self._check.digest
+
+    def evaluate(self, inputs: Inputs, now: datetime) -> tuple[Loaded, Evaluation]:
+        assert self._check is not None, "fingerprint first"
+        loaded, evaluation = self._loaded, self._evaluation
+        if (self._pending is not None and loaded is not None and evaluation is not None
+                and self._apply(inputs, loaded, evaluation, self._pending, now)):
+            self.incremental_runs += 1
+        else:
+            from supervisor.inputs import evaluate_inputs
+
+            with reading(self._check.for_loaders()):
+                loaded, evaluation = evaluate_inputs(inputs, clock=now)
+            self._keep(loaded, evaluation)
+            self.full_runs += 1
+        self._pending = set()
+        assert self._loaded is not None and self._evaluation is not None
+        return self._loaded, self._evaluation
+
+    def _keep(self, loaded: Loaded, evaluation: Evaluation) -> None:
+        self._loaded, self._evaluation = loaded, evaluation
+        self._fired = defaultdict(list)
+        for recommendation in (*evaluation.recommendations, *evaluation.overruled):
+            self._fired[recommendation.subject].append(recommendation)
+        # Reasons that call functions (ages, durations) or read `now` read differently later.
+        self._timed = {rule.id for rule in loaded.rules.rules
+                       if rule.reason is not None and any(map(_reads_time,
+                                                              rule.reason.expressions))}
+        self._dependants = defaultdict(list)
+        for service in loaded.state.inventory.services.values():
+            for dependency in service.depends_on:
+                self._dependants[dependency].append(service.id)
+
+    def _apply(self, inputs: Inputs, loaded: Loaded, evaluation: Evaluation,
+               changed: set[str], now: datetime) -> bool:
+        """Evaluates only what `changed` touches; False when that cannot be done."""
+        state = loaded.state
+        if inputs.now is None and not self._same_time(state.now, now, evaluation):
+            return False
+        world = os.path.realpath(inputs.world)
+        updates: list[tuple[str, str, str]] = []  # (kind, id, path)
+        for path in changed:
+            parts = os.path.relpath(path, world).split(os.sep)
+            if (len(parts) == 3 and parts[0] == "services" and parts[2].endswith(".json")
+                    and f"{parts[1]}/{parts[2][:-5]}" in state.world.services):
+                updates.append(("service", f"{parts[1]}/{parts[2][:-5]}", path))
+            elif (len(parts) == 2 and parts[0] == "nodes" and parts[1].endswith(".json")
+                    and parts[1][:-5] in state.world.nodes):
+                updates.append(("node", parts[1][:-5], path))
+            else:
+                return False  # not a record the world already had: evaluate everything
+        records = []
+        for kind, subject_id, path in updates:
+            try:
+                records.append((kind, subject_id, read_record(path, kind)))
+            except InputError:
+                return False  # reported, with everything else, by a full evaluation
+        affected: set[Subject] = set()
+        for kind, subject_id, record in records:
+            if kind == "service":
+                state.observed(service=subject_id, record=record)
+                services = [subject_id]
+                affected.add(Subject("node", subject_id.split("/", 1)[0]))
+            else:
+                state.observed(node=subject_id, record=record)
+                services = list(state.hosted.get(subject_id, []))
+                affected.add(Subject("node", subject_id))
+            for service in services:
+                affected.add(Subject("service", service))
+                affected.update(Subject("service", dependant)
+                                for dependant in self._dependants.get(service, []))
+        if now != state.now:
+            affected.update(subject for subject, fired in self._fired.items()
+                            if any(r.rule in self._timed for r in fired))
+        state.now, state.now_text = now, format_time(now)
+        view = copy.copy(state)
+        view.subjects = {kind: [subject for subject in subjects if subject in affected]
+                         for kind, subjects in state.subjects.items()}
+        try:
+            partial = evaluate(view, loaded.rules)
+        except SupervisorError:
+            return False  # a rule that fails: a full evaluation says where, and how often
+        for subject in affected:
+            self._fired.pop(subject, None)
+        for recommendation in (*partial.recommendations, *partial.overruled):
+            self._fired[recommendation.subject].append(recommendation)
+        self._evaluation = self._combine(loaded, evaluation, partial)
+        return True
+
+    def _same_time(self, before: datetime, now: datetime, evaluation: Evaluation) -> bool:
+        """Evaluating at `now` gives what evaluating at `before` gave, for unchanged subjects."""
+        if now == before:
+            return True
+        if evaluation.valid_until is not None and not now < evaluation.valid_until:
+            return False
+        assert self._loaded is not None
+        return not any(before < end <= now or now < end <= before
+                       for end in self._loaded.state.maintenance_ends())
+
+    def _combine(self, loaded: Loaded, earlier: Evaluation, partial: Evaluation) -> Evaluation:
+        """Overruling, order and summary over everything fired, as `engine.evaluate` does."""
+        rules = {rule.id: rule for rule in loaded.rules.rules}
+        fired = sorted((recommendation for recommendations in self._fired.values()
+                        for recommendation in recommendations),
+                       key=lambda r: (r.order, r.subject.id))
+        overruled = _overrule(loaded.state, [(rules[r.rule], r) for r in fired])
+        recommendations = tuple(sorted(
+            (r for r in fired if r not in overruled),
+            key=lambda r: (r.subject.id, r.order, r.subject.kind),
+        ))
+        moments = [moment for moment in (earlier.valid_until, partial.valid_until)
+                   if moment is not None]
+        return Evaluation(now=loaded.state.now_text, summary=summarize(recommendations),
+                          recommendations=recommendations, traces={}, overruled=overruled,
+                          valid_until=min(moments) if moments else None)
+
+
+def _reads_time(ast: Any) -> bool:
+    """Whether a placeholder may read differently at another time: it calls a function, or
+    reads `now`."""
+    pending = [ast]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "function_expression" or (
+                node.get("type") == "field" and node.get("value") == "now"):
+            return True
+        pending.extend(node.get("children", []))
+    return False
