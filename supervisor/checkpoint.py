@@ -103,7 +103,9 @@ def load_checkpoint(path: Path, log: EventLog, instance: str, inventory: str,
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    data = json.dumps(checkpoint.to_json(), ensure_ascii=False, indent=1) + "\n"
+    # Compact, so that json's C encoder writes it: with an indent, json encodes in Python,
+    # which at 100,000 services took most of a watched change's latency.
+    data = json.dumps(checkpoint.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
     replace_atomically(path, data.encode())
 
 

@@ -93,7 +93,8 @@ class Check:
         self.taken = cache.now_ns()
         self.changed = 0
         self._hashes: dict[str, dict[str, list[Any]]] = {}
-        self._options = options
+        self._parts: list[str] = []
+        self._part: dict[str, int] = {}
         self._moved: set[str] = set()
         self._roots = [(base, os.path.realpath(base)) for base in roots]
 
@@ -134,22 +135,26 @@ class Check:
             self.digest: str = summary["digest"]
             return
         recorded = cache.read(self._files_path, self._identity) or {}
-        hasher = hashlib.sha256(repr(options).encode())
+        # The digest hashes these parts in order; `update` replaces a few and hashes again.
+        parts = [repr(options)]
+        self._part = {}
         current = None
         known: dict[str, Any] = {}
         for base, relative, path, status, linked in walked:
             if base != current:
                 current = base
-                hasher.update(f"\0root {base}\0".encode())
+                parts.append(f"\0root {base}\0")
                 earlier = recorded.get(base)
                 known = earlier if isinstance(earlier, dict) else {}
                 self._hashes[base] = {}
             seen = cache.stamp_from(status) if status is not None else None
             entry = self._hash(path, seen, linked, known.get(relative))
-            hasher.update(f"\0{relative}\0{entry[4] if entry else UNREADABLE}".encode())
+            self._part[path] = len(parts)
+            parts.append(f"\0{relative}\0{entry[4] if entry else UNREADABLE}")
             if entry is not None:
                 self._hashes[base][relative] = entry
-        self.digest = hasher.hexdigest()
+        self._parts = parts
+        self.digest = _digest(parts)
         self.changed += 1  # the summary, at least, is new
 
     def update(self, changed: set[str]) -> bool:
@@ -172,15 +177,8 @@ class Check:
             if fresh is None:
                 return False
             self._hashes[base][relative] = fresh
-        hasher = hashlib.sha256(repr(self._options).encode())
-        current = None
-        for base, relative, _, _, _ in self._walked:
-            if base != current:
-                current = base
-                hasher.update(f"\0root {base}\0".encode())
-            entry = self._hashes[base].get(relative)
-            hasher.update(f"\0{relative}\0{entry[4] if entry else UNREADABLE}".encode())
-        self.digest = hasher.hexdigest()
+            self._parts[self._part[path]] = f"\0{relative}\0{fresh[4]}"
+        self.digest = _digest(self._parts)
         return True
 
     def _path_of(self, real_path: str) -> str:
@@ -265,6 +263,10 @@ class Fresh:
         assert self._check is not None, "fingerprint first"
         with reading(self._check.for_loaders()):
             return evaluate_inputs(inputs, clock=now)
+
+
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _stamp(path: str) -> tuple[Stamp | None, bool]:
