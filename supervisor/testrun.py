@@ -139,17 +139,19 @@ def short_path(file: str) -> str:
 
 
 def write_junit(report: Report, path: Path) -> None:
+    # XML 1.0 cannot hold most control characters at all: escaped as in the terminal.
     suite = ET.Element("testsuite", name="supervisor scenarios", tests=str(
         len(report.results) + len(report.errors)), failures=str(report.failed),
         errors=str(len(report.errors)))
     for result in report.results:
-        case = ET.SubElement(suite, "testcase", classname="scenarios", name=report.label(result))
+        case = ET.SubElement(suite, "testcase", classname="scenarios",
+                             name=printable(report.label(result)))
         if not result.passed:
-            failure = ET.SubElement(case, "failure", message=result.failures[0])
-            failure.text = "\n".join(result.failures)
+            failure = ET.SubElement(case, "failure", message=printable(result.failures[0]))
+            failure.text = "\n".join(printable(text) for text in result.failures)
     for name, problems in report.errors.items():
-        case = ET.SubElement(suite, "testcase", classname="scenarios", name=name)
-        error = ET.SubElement(case, "error", message=str(problems[0]))
-        error.text = "\n".join(str(problem) for problem in problems)
+        case = ET.SubElement(suite, "testcase", classname="scenarios", name=printable(name))
+        error = ET.SubElement(case, "error", message=printable(str(problems[0])))
+        error.text = "\n".join(printable(str(problem)) for problem in problems)
     ET.indent(suite)
     path.write_bytes(ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n")

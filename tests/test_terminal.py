@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -94,9 +95,12 @@ def test_no_control_character_reaches_the_test_output(cli: CliRunner, tmp_path: 
     root = write_scenario(tmp_path / "s", {"n1": "services:\n  web: {}\n"},
                           services={"n1/web\x1b[2J": {"status": "ok"}})
     (root / "expect.yaml").write_text("summary: nominal\n")
-    result = cli.invoke(app, ["test", str(root)])
+    result = cli.invoke(app, ["test", str(root), "--junit", str(tmp_path / "junit.xml")])
     assert result.exit_code == 1
     assert "n1/web\\x1b[2J" in result.stdout and not CONTROL.search(result.stdout)
+    (case,) = ET.parse(tmp_path / "junit.xml").iter("testcase")  # well-formed XML
+    failure = case.find("failure")
+    assert failure is not None and "n1/web\\x1b[2J" in (failure.text or "")
 
 
 def test_the_table_fits_100_columns(cli: CliRunner) -> None:

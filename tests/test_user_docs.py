@@ -208,3 +208,12 @@ def test_the_newcomer_example_passes_and_its_rules_check_alone(cli: CliRunner) -
                               str(example_dir / "world.json"), "--format", "json"])
     plain = {(r["rule"], r["subject"]["id"]) for r in json.loads(result.stdout)["recommendations"]}
     assert ("node-offline", "pi4") in plain and ("service-unmanaged", "pi4/speedtest") in plain
+
+
+def test_the_readme_output_is_the_real_table(cli: CliRunner) -> None:
+    part = README.split("## Reading the output", 1)[1]
+    shown = example("text", part)[0]
+    real = cli.invoke(app, ["eval", str(FIXTURES / "homelab")]).stdout
+    groups = [group for group in shown.split("\n\n") if group.strip() != "..."]
+    for group in groups:
+        assert group.removesuffix("...\n").rstrip("\n") in real, group
