@@ -66,16 +66,6 @@ class EventLog:
         finally:
             os.close(descriptor)
 
-    def mark(self) -> Mark | None:
-        """The mark at the end of the file now, or None when there is no file."""
-        if not self.exists():
-            return None
-        descriptor = open_file(self.path, os.O_RDONLY)
-        try:
-            return _mark(descriptor, os.fstat(descriptor).st_size)
-        finally:
-            os.close(descriptor)
-
     def holds(self, mark: Mark) -> bool:
         """Whether the file still holds what it held at `mark` (not rotated or replaced)."""
         if not self.exists():
