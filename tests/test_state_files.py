@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,6 +191,16 @@ def holding(path: Path) -> Iterator[subprocess.Popen[str]]:
         holder.communicate()
 
 
+def opened(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (it is then past start-up, signal handlers set)."""
+    with contextlib.suppress(OSError):
+        for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(descriptor) == str(path):
+                    return True
+    return False
+
+
 @pytest.mark.parametrize("which", ["lock", "log"])
 def test_a_held_lock_ends_once_with_exit_2(paths: Paths, which: str) -> None:
     if which == "log":
@@ -229,7 +238,7 @@ def test_sigterm_stops_a_loop_waiting_for_the_lock(paths: Paths) -> None:
         process = start("run", str(HOMELAB), "--now", NOW, "--interval", "60",
                         "--lock-timeout", "3600", "--events", str(paths.events),
                         "--checkpoint", str(paths.checkpoint))
-        time.sleep(1.0)  # let it start waiting
+        wait_for(lambda: opened(process.pid, paths.lock), what="the loop waiting for the lock")
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)  # not 3600 s
     assert process.returncode == 0, err
