@@ -57,13 +57,26 @@ def busybox_image_tar(busybox: str) -> bytes:
     return archive.getvalue()
 
 
+def import_busybox(engine: Dockerd, busybox: str) -> None:
+    """`docker import` of the busybox root filesystem as IMAGE. Tagged in a second call:
+    Podman's compatible API ignores the tag of an import (it names the image `:latest`)."""
+    import json
+
+    answer = engine.client.api.import_image_from_data(
+        busybox_image_tar(busybox), repository=IMAGE.split(":")[0], changes=['CMD ["/bin/sh"]'])
+    image = json.loads(answer.strip().splitlines()[-1])
+    image_id = image.get("id") or image.get("status")
+    engine.client.api.tag(image_id, IMAGE.split(":")[0], IMAGE.split(":")[1])
+
+
 class Dockerd:
     """A running engine: its socket, a client, and helpers that create containers the way the
     tests need them (network mode none, the offline image)."""
 
-    def __init__(self, root: Path, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, root: Path, process: subprocess.Popen[bytes],
+                 socket: str = "docker.sock") -> None:
         self.root = root
-        self.socket = root / "docker.sock"
+        self.socket = root / socket
         self.host = f"unix://{self.socket}"
         self.process = process
         self.image = IMAGE
@@ -125,17 +138,25 @@ class Dockerd:
                 container.remove(force=True)
 
 
+def dying_with_us(command: list[str]) -> list[str]:
+    """`command`, to be sent SIGTERM when the test process dies, so that a run that is killed
+    (a timeout, ^C twice) leaves no server behind with its mounts: util-linux's `setpriv
+    --pdeathsig` where it is, as `preexec_fn` is unsafe once threads run."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else command
+
+
 def start_dockerd(root: Path) -> Dockerd:
     """Starts dockerd with networking off and all its state under `root`; waits until it
     answers, and imports the offline image."""
     program = need("dockerd", "docker.io")
     busybox = need("busybox", "busybox-static")
     log = (root / "dockerd.log").open("wb")
-    process = subprocess.Popen(
+    process = subprocess.Popen(dying_with_us(
         [program, f"--host=unix://{root}/docker.sock", "--data-root", str(root / "data"),
          "--exec-root", str(root / "exec"), "--pidfile", str(root / "dockerd.pid"),
          "--bridge=none", "--iptables=false", "--ip-forward=false",
-         "--ip-masq=false", "--shutdown-timeout=1", "--log-level=warn"],
+         "--ip-masq=false", "--shutdown-timeout=1", "--log-level=warn"]),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     engine = Dockerd(root, process)
@@ -157,9 +178,7 @@ def start_dockerd(root: Path) -> Dockerd:
 
     try:
         wait_for(answers, timeout=60, what=f"dockerd to answer at {engine.host}", step=0.1)
-        engine.client.api.import_image_from_data(
-            busybox_image_tar(busybox), repository=IMAGE.split(":")[0], tag=IMAGE.split(":")[1],
-            changes=['CMD ["/bin/sh"]'])
+        import_busybox(engine, busybox)
     except BaseException:
         stop_dockerd(engine)
         raise
