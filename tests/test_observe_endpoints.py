@@ -160,3 +160,35 @@ def test_in_the_loop_a_failing_endpoint_is_reported_and_retried(tmp_path: Path) 
     assert process.returncode == 0
     assert "Traceback" not in err + "".join(lines)
     assert out.count("1 node (0 online)") >= 3
+
+
+def test_a_socket_the_user_may_not_open_is_a_permission_error() -> None:
+    """As a user who may not open the socket (`nobody`, when the tests run as root)."""
+    import shutil
+    import socket
+    import tempfile
+
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permissions cannot bite")
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        prefix = []
+    scratch = Path(tempfile.mkdtemp(prefix="supervisor-perm-"))  # tmp_path is root's alone
+    try:
+        scratch.chmod(0o777)
+        with socket.socket(socket.AF_UNIX) as engine:
+            engine.bind(str(scratch / "docker.sock"))
+            engine.listen(1)
+            (scratch / "docker.sock").chmod(0o600)
+            done = subprocess.run(
+                [*prefix, sys.executable, "-m", "supervisor", "observe", "docker", "--node",
+                 f"nas01=unix://{scratch}/docker.sock", "--world", str(scratch / "world"),
+                 "--once"], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(
+        f"node nas01 (unix://{scratch}/docker.sock): permission denied on {scratch}/docker.sock "
+        "(run as root, or as a member of the group that owns the socket)\n")
