@@ -57,7 +57,10 @@ def discover(roots: Iterable[Path]) -> list[Path]:
     if not found:
         shown = ", ".join(str(root) for root in roots)
         raise InputError([Problem(shown, message=f"holds no scenarios (directories with {EXPECT_FILE})")])
-    return found
+    unique: dict[Path, Path] = {}  # a scenario named twice (`fixtures fixtures/x`) runs once
+    for directory in found:
+        unique.setdefault(directory.resolve(), directory)
+    return list(unique.values())
 
 
 def labels(directories: list[Path]) -> dict[Path, str]:

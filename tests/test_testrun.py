@@ -246,3 +246,10 @@ def test_update_never_expects_what_must_not_forbids(suite: Path) -> None:
     assert code == 1
     assert "must_not[0] forbids it" in output
     assert expect.read_text() == text
+
+
+def test_a_scenario_named_twice_runs_once(suite: Path) -> None:
+    code, output = invoke(str(suite), str(suite / "missing-service"))
+    assert code == 0
+    assert output.count("missing-service") == 1
+    assert output.endswith("3 passed, 0 failed\n")
