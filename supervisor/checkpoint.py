@@ -51,6 +51,7 @@ class Checkpoint:
     last_error: str | None = None  # the input problem last reported, to report it once
     observed_at: str | None = None  # of the world last evaluated
     resync: bool = field(default=False, compare=False)  # the log lost what this state says
+    saved: bool = field(default=False, compare=False)  # as on disk: no need to write it again
 
     def to_json(self) -> dict[str, Any]:
         state = self.state
@@ -85,7 +86,9 @@ def load_checkpoint(path: Path, log: EventLog, instance: str, inventory: str,
         _check_written_for(path, checkpoint, instance, inventory)
         if log.holds(checkpoint.mark):
             # Lines the checkpoint has not seen: a run killed after appending.
+            seen = checkpoint.mark
             checkpoint.mark = log.replay(checkpoint.state, checkpoint.mark.size)
+            checkpoint.saved = checkpoint.mark == seen
         else:
             # Anything of ours in the new file was written after the rotation (a resync a
             # killed run began, and its transitions), so it applies on top.

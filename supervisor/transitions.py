@@ -154,7 +154,8 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
         if (fingerprint == checkpoint.inputs_digest and checkpoint.last_error is None
                 and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))):
             report.skipped = True
-            _commit(log, paths, checkpoint, events, report)
+            if events or not checkpoint.saved:
+                _commit(log, paths, checkpoint, events, report)
             return _settle(report, checkpoint)
         try:
             loaded, evaluation = source.evaluate(inputs, now)

@@ -369,3 +369,11 @@ def test_load_checkpoint_of_a_rotated_log(paths: Paths) -> None:
                                  os.path.abspath(FIXTURES / "homelab" / "hosts"), messages.append)
     assert set(checkpoint.state.open) == open_before
     assert "rotated" in messages[0]
+
+
+def test_an_unchanged_run_leaves_the_checkpoint_alone(paths: Paths) -> None:
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet)
+    before = paths.checkpoint.stat()
+    assert run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet).skipped
+    after = paths.checkpoint.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
