@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,19 +25,59 @@ Progress = Callable[[int], None]
 
 
 READ_ATTEMPTS = 3
+# The observers of `supervisor observe` hold an exclusive flock on this file while they write a
+# snapshot (supervisor/observe/snapshot.py names it too); a read shares it.
+LOCK_FILE = ".observer.lock"
+LOCK_WAIT_SECONDS = 30.0
 
 
 def load_world(path: Path, progress: Progress | None = None) -> World:
     """Reads the snapshot; `progress` hears the number of records read, every thousand.
 
-    The observer rewrites its directory while we may be reading it. It writes `world.json`
-    when a snapshot is complete, so a read during which `world.json` changed may mix two
-    snapshots: it is read again, and given up with an error after a few tries.
+    The observer rewrites its directory while we may be reading it. Ours lock it while they
+    write, and the read waits for them. Others write `world.json` when a snapshot is complete,
+    so a read during which `world.json` changed may mix two snapshots: it is read again, and
+    given up with an error after a few tries.
     """
     if not path.exists():
         raise InputError([Problem(str(path), message="world snapshot does not exist")])
     if not path.is_dir():
         return _assemble(_read_file(path))
+    with _snapshot_complete(path):
+        return _read_consistently(path, progress)
+
+
+@contextlib.contextmanager
+def _snapshot_complete(root: Path) -> Iterator[None]:
+    """Holds a shared lock on the observer's lock file, if there is one we may open: while an
+    observer writes, its exclusive lock makes the read wait for the whole snapshot."""
+    try:
+        descriptor = os.open(root / LOCK_FILE,
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:  # none, or not ours to open: the world.json check alone
+        yield
+        return
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InputError([Problem(str(root / LOCK_FILE), message=(
+                        f"an observer has been writing the world for over "
+                        f"{LOCK_WAIT_SECONDS:g} s (it holds this lock); is it stuck?"))]
+                                     ) from None
+                time.sleep(0.02)
+            except OSError:
+                break  # a file system without flock: the world.json check alone
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _read_consistently(path: Path, progress: Progress | None) -> World:
     for attempt in range(1, READ_ATTEMPTS + 1):
         before = _stamp(path)
         try:

@@ -152,3 +152,42 @@ def test_bad_names_are_refused_before_anything_is_written(
         write_snapshot(tmp_path / "world", Observation(T1, {}, nodes))
     assert message in str(raised.value)
     assert not (tmp_path / "world").exists()
+
+
+def test_the_lock_file_is_the_one_the_reader_shares() -> None:
+    from supervisor import world
+
+    assert snapshot.LOCK_FILE == world.LOCK_FILE
+
+
+def test_a_read_waits_for_the_snapshot_being_written(tmp_path: Path) -> None:
+    """Mid-snapshot (a record new, world.json not yet): a read started then gets the whole
+    new snapshot once the writer is done, never the mix."""
+    import fcntl
+    import os
+    import threading
+
+    write_snapshot(tmp_path, observation(nas01=online({"web": {"status": "ok"}})))
+    lock = os.open(tmp_path / snapshot.LOCK_FILE, os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the writer's hold, as write_snapshot takes it
+    try:
+        (tmp_path / "services/nas01/web.json").write_text('{"status": "failed"}')
+        read: list[Any] = []
+        reader = threading.Thread(target=lambda: read.append(load_world(tmp_path)))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive(), "the read did not wait for the writer"
+        (tmp_path / "world.json").write_text(
+            '{"observed_at": "2026-11-26T10:01:00Z", "observer": {"name": "test"}}')
+    finally:
+        os.close(lock)
+    reader.join(30)
+    assert read[0].observed_at == T2
+    assert read[0].services == {"nas01/web": {"status": "failed"}}
+
+
+def test_a_lock_file_the_reader_may_not_open_is_no_obstacle(tmp_path: Path) -> None:
+    write_snapshot(tmp_path, observation(nas01=online({"web": {"status": "ok"}})))
+    (tmp_path / snapshot.LOCK_FILE).unlink()
+    (tmp_path / snapshot.LOCK_FILE).mkdir()  # something else in its place
+    assert load_world(tmp_path).services == {"nas01/web": {"status": "ok"}}

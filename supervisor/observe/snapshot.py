@@ -12,6 +12,7 @@ as every service gone. Unchanged files are not rewritten: a watcher sees only wh
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -23,10 +24,13 @@ from typing import Any
 
 from supervisor.errors import Problem, SupervisorError
 from supervisor.model import NAME
-from supervisor.safefile import UnsafeFileError, locked, open_file, sync_directory
+from supervisor.safefile import UnsafeFileError, open_file, sync_directory, wait_for_lock
 from supervisor.timestamps import format_time
 
-LOCK_FILE = ".observer.lock"  # hidden: readers and watchers ignore it
+# Hidden, so that watchers ignore it; held exclusively while a snapshot is written, and
+# shared by `world.load_world` while it reads (which names it too).
+LOCK_FILE = ".observer.lock"
+LOCK_WAIT_SECONDS = 60.0
 NODE_STATUSES = ("online", "offline", "unknown")
 _SAFE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:-]{0,127}")
 
@@ -93,16 +97,22 @@ def record_stem(record_id: str) -> str:
 
 
 def write_snapshot(root: Path, observation: Observation) -> Written:
-    """Makes `root` hold exactly `observation`, `world.json` last. Serialised by a lock file,
-    so that two observers started by mistake on one directory take turns."""
+    """Makes `root` hold exactly `observation`, `world.json` last, under an exclusive lock on
+    the lock file: readers wait for the snapshot to be whole, and two observers started by
+    mistake on one directory take turns."""
     planned = _plan(root, observation)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SnapshotError([Problem(str(root), message="cannot create the world directory: "
                                      f"{error.strerror}")]) from None
-    with locked(root / LOCK_FILE):
+    # Readable by all, unlike safefile's state files: readers of other users share the lock.
+    descriptor = open_file(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, mode=0o644)
+    try:
+        wait_for_lock(root / LOCK_FILE, descriptor, fcntl.LOCK_EX, LOCK_WAIT_SECONDS)
         return _apply(root, observation, planned)
+    finally:
+        os.close(descriptor)
 
 
 def _plan(root: Path, observation: Observation) -> dict[str, bytes]:
