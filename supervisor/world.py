@@ -51,6 +51,9 @@ def load_world(path: Path, progress: Progress | None = None) -> World:
 def _snapshot_complete(root: Path) -> Iterator[None]:
     """Holds a shared lock on the observer's lock file, if there is one we may open: while an
     observer writes, its exclusive lock makes the read wait for the whole snapshot."""
+    if not os.path.lexists(root / LOCK_FILE):  # no observer of ours writes here
+        yield
+        return
     try:
         descriptor = os.open(root / LOCK_FILE,
                              os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
