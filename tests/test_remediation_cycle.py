@@ -402,3 +402,23 @@ def test_arguments_that_cannot_be_filled_in_hold_the_action_back(tmp_path: Path)
     assert skipped["guardrail"] == "bad_arguments"
     assert "a placeholder is null" in skipped["reason"]
     assert lab.lines("remediation_started") == []
+
+
+def test_a_window_whose_match_cannot_be_read_holds_the_action_back(lab: Lab) -> None:
+    # length(null) is a type error on a node without the label: while the window is open, not
+    # knowing whether it covers the subject must not let an action through (nor crash the pass).
+    window = ("{id: rack-a, from: '2026-11-26T10:00:00Z', until: '2026-11-26T10:03:00Z', "
+              "match: 'length(node.desired.labels.rack) > `0`'}")
+    (lab.root / "policy" / "main.yaml").write_text(
+        lab.policy(extra=f"maintenance:\n  - {window}\n"))
+    lab.run(T0)
+    lab.remediate(T0)
+    assert lab.touched() == []
+    (skipped,) = lab.lines("remediation_skipped")
+    assert skipped["guardrail"] == "maintenance"
+    assert skipped["reason"] == (
+        "maintenance window 'rack-a' is open, and whether it covers nas01/web is unknown: "
+        "its match failed: In function length(), invalid type for value: None, expected one "
+        "of: ['string', 'array', 'object'], received: \"null\"")
+    lab.remediate(T5)  # closed: the action goes ahead
+    assert lab.touched() == ["web"]

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from jmespath.exceptions import JMESPathError
+
 from supervisor.compiler import truthy
 from supervisor.remediation.history import Attempt
 from supervisor.remediation.policy import Limits, Weekly, Window
@@ -62,12 +64,24 @@ def window_end(window: Window, now: datetime) -> datetime:
 
 
 def open_window(windows: Iterable[Window], now: datetime, document: dict[str, Any],
-                matcher: Callable[[Any], Callable[[Any], Any]]) -> Window | None:
-    """The first open window that covers the subject of `document`."""
+                matcher: Callable[[Any], Callable[[Any], Any]], subject_id: str
+                ) -> tuple[Window, str] | None:
+    """The first open window that covers the subject of `document`, and a sentence saying so.
+
+    A window whose `match` fails on this document (a function given null, say) counts as
+    covering it: not knowing whether maintenance is on must not let an action through."""
     for window in windows:
-        if in_window(window, now) and (window.match is None
-                                       or truthy(matcher(window.match)(document))):
-            return window
+        if not in_window(window, now):
+            continue
+        opened = f"maintenance window {window.id!r} is open"
+        if window.match is None:
+            return window, opened
+        try:
+            if truthy(matcher(window.match)(document)):
+                return window, opened
+        except (JMESPathError, ValueError, TypeError) as error:
+            return window, (f"{opened}, and whether it covers {subject_id} is unknown: its "
+                            f"match failed: {error}")
     return None
 
 

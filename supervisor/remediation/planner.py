@@ -94,15 +94,15 @@ class Planner:
                 document: dict[str, Any], earlier: list[Decision]) -> Decision:
         subject_id = recommendation.subject.id
         held = _held(self, recommendation, policy, episode)
-        window = open_window(self.policies.windows, self.now, document, self.matcher)
-        marked = window.id if window is not None and window.mark else None
+        opened = open_window(self.policies.windows, self.now, document, self.matcher, subject_id)
+        marked = opened[0].id if opened is not None and opened[0].mark else None
         hold = holding(self.holds, subject_id, self.now)
         if hold is not None:
             until = f" until {hold.until}" if hold.until else ""
             why = f": {hold.reason}" if hold.reason else ""
             return held("hold", f"held by {hold.by} since {hold.at}{until}{why}", marked)
-        if window is not None:
-            return held("maintenance", f"maintenance window {window.id!r} is open", marked)
+        if opened is not None:
+            return held("maintenance", opened[1], marked)
         cause = self._root_cause(recommendation, earlier)
         if cause is not None:
             return held("root_cause", cause, marked)
