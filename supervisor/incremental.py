@@ -57,14 +57,16 @@ class Incremental:
     def fingerprint(self, inputs: Inputs) -> str:
         """The digest of the inputs, walking them only when the changes are not known."""
         changed, self.changed = self.changed, set()
-        if self._pending is not None and changed is not None:
-            self._pending |= changed
-        else:
-            self._pending = None
-        if self._check is None or changed is None or not self._check.update(changed):
-            self._check = Check(inputs, complete=True)
-            self._check.save()
-            self._pending = None
+        if self._check is not None and changed is not None and (
+                not changed or self._check.update(changed)):
+            if self._pending is not None:
+                self._pending |= changed
+            return self._check.digest
+        before = self._check.digest if self._check is not None else None
+        self._check = Check(inputs, complete=True)
+        self._check.save()
+        if self._check.digest != before:
+            self._pending = None  # what changed is not known: evaluate everything
         return self._check.digest
 
     def evaluate(self, inputs: Inputs, now: datetime) -> tuple[Loaded, Evaluation]:

@@ -26,7 +26,7 @@ DEBOUNCE_MS = 30_000
 LOOK_MS = 1000
 # Every so many heartbeats, the inputs are walked whatever the watcher said: it may have
 # missed something (an overflowing kernel queue, a file system it cannot watch).
-RECHECK_EVERY = 10
+RECHECK_EVERY = 30
 
 Identity = tuple[str, int, int] | None  # where a watched path leads: real path, device, inode
 

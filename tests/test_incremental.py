@@ -156,3 +156,23 @@ def test_a_change_the_watcher_cannot_name_is_evaluated_in_full(
     kept.fingerprint(inputs)
     kept.evaluate(inputs, parse_time("2026-11-26T10:05:00Z"))
     assert (kept.full_runs, kept.incremental_runs) == (2, 1)
+
+
+def test_a_walk_that_finds_nothing_changed_keeps_the_evaluation(
+        generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache, "RACY_NS", -1)
+    lab = tmp_path / "lab"
+    shutil.copytree(generated, lab)
+    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z")
+    now = parse_time("2026-11-26T10:05:00Z")
+    kept = Incremental()
+    kept.notice(None)
+    first = kept.fingerprint(inputs)
+    kept.evaluate(inputs, now)
+    kept.notice(None)  # a periodic walk, or an input replaced by an identical one
+    assert kept.fingerprint(inputs) == first
+    kept.evaluate(inputs, now)
+    kept.notice(set())  # a heartbeat
+    assert kept.fingerprint(inputs) == first
+    kept.evaluate(inputs, now)
+    assert (kept.full_runs, kept.incremental_runs) == (1, 2)
