@@ -192,3 +192,20 @@ def test_a_socket_the_user_may_not_open_is_a_permission_error() -> None:
     assert done.stderr.startswith(
         f"node nas01 (unix://{scratch}/docker.sock): permission denied on {scratch}/docker.sock "
         "(run as root, or as a member of the group that owns the socket)\n")
+
+
+def test_an_ssh_endpoint_runs_ssh_and_its_failure_is_named(tmp_path: Path) -> None:
+    """Port 1 on loopback: the system's ssh is run, and refused."""
+    import shutil
+
+    if shutil.which("ssh") is None:
+        pytest.skip("ssh not found: install Debian's openssh-client")
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "observe", "docker", "--node",
+         "nas01=ssh://nobody@127.0.0.1:1", "--world", str(tmp_path / "world"), "--once",
+         "--timeout", "10"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Connection refused" in done.stderr  # ssh's own words
+    assert ("node nas01 (ssh://nobody@127.0.0.1:1): the ssh connection failed, or `docker "
+            "system dial-stdio` failed on the host") in done.stderr
+    assert "Traceback" not in done.stderr

@@ -163,6 +163,12 @@ def describe(error: BaseException, endpoint: Endpoint, timeout: float = TIMEOUT_
             return f"no answer within {timeout:g} s"
         if isinstance(cause, socket.gaierror):
             return f"host not found: {cause.strerror}"
+    if endpoint.scheme == "ssh" and any(isinstance(c, BrokenPipeError | ConnectionResetError)
+                                        for c in _causes(error)):
+        # The transport is an `ssh` process, which said why on stderr; we only see it end.
+        return ("the ssh connection failed, or `docker system dial-stdio` failed on the host "
+                "(ssh's own message is above; keys and known hosts must let ssh log in without "
+                "asking)")
     status = getattr(getattr(error, "response", None), "status_code", None)
     if status is not None:
         return f"the engine answered HTTP {status}: {_first_line(error)}"
