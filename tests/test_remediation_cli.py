@@ -9,7 +9,8 @@ import pytest
 from support.scenarios import write_scenario
 from typer.testing import CliRunner
 
-from supervisor.cli import app
+from supervisor.cli import DEFAULT_CHECKPOINT, app
+from supervisor.resources import data_dir
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -165,3 +166,33 @@ def test_hold_resolves_a_bare_service_name_through_the_inventory(tmp_path: Path)
     assert code == 0 and out.startswith("held nas02 until released")
     assert invoke("release", "web", "--inventory", hosts, "--holds", holds)[:2] == (
         0, "released nas01/web\n")
+
+
+def _unit_environment(unit: str) -> dict[str, str]:
+    text = (data_dir("systemd") / unit).read_text()
+    return dict(line.removeprefix("Environment=").split("=", 1) for line in text.splitlines()
+                if line.startswith("Environment="))
+
+
+def test_the_remediate_unit_acts_on_the_lines_the_run_unit_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remediation reads only the lines of run's instance, named from the inventory and
+    checkpoint paths: the two shipped units must resolve the same one, and share their files."""
+    from supervisor.remediation.commands import _instance, _path
+
+    def instance(unit: str) -> str:
+        environment = _unit_environment(unit)
+        for variable in ("SUPERVISOR_INSTANCE", "SUPERVISOR_CHECKPOINT"):
+            monkeypatch.delenv(variable, raising=False)
+        for variable, value in environment.items():
+            monkeypatch.setenv(variable, value)
+        return _instance(None, Path(environment["SUPERVISOR_INVENTORY"]),
+                         _path(None, "SUPERVISOR_CHECKPOINT", DEFAULT_CHECKPOINT))
+
+    assert instance("homelab-supervisor-remediate.service") == instance(
+        "homelab-supervisor.service")
+    run = _unit_environment("homelab-supervisor.service")
+    remediate = _unit_environment("homelab-supervisor-remediate.service")
+    for variable in ("SUPERVISOR_INVENTORY", "SUPERVISOR_WORLD", "SUPERVISOR_EVENTS",
+                     "SUPERVISOR_REMEDIATIONS"):
+        assert remediate[variable] == run[variable]
