@@ -168,6 +168,18 @@ def test_hold_resolves_a_bare_service_name_through_the_inventory(tmp_path: Path)
         0, "released nas01/web\n")
 
 
+
+def test_hold_on_a_subject_the_inventory_does_not_declare_warns(tmp_path: Path) -> None:
+    root = write_scenario(tmp_path / "lab", {"nas01": "services:\n  web: {}\n"})
+    holds, hosts = str(tmp_path / "holds.json"), str(root / "hosts")
+    for subject, meant in (("nas01/wbe", "nas01/wbe"), ("wbe", "wbe")):
+        code, out, err = invoke("hold", subject, "--inventory", hosts, "--holds", holds)
+        assert code == 0 and out.startswith(f"held {meant} until released")
+        assert err == (f"warning: the inventory ({hosts}) declares no node or service "
+                       f"{meant!r}: the hold is kept, but holds nothing back until it does\n")
+    for declared in ("nas01/web", "nas01", "web"):
+        assert invoke("hold", declared, "--inventory", hosts, "--holds", holds)[2] == ""
+
 def _unit_environment(unit: str) -> dict[str, str]:
     text = (data_dir("systemd") / unit).read_text()
     return dict(line.removeprefix("Environment=").split("=", 1) for line in text.splitlines()

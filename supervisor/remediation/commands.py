@@ -194,27 +194,33 @@ SubjectArg = Annotated[str, typer.Argument(
     "once.")]
 
 
-def _subject(text: str, inventory: Path | None) -> str:
+def _subject(text: str, inventory: Path | None, *, warn: bool = False) -> str:
     """A bare name is a node, or a service the inventory declares on one node only (as for
-    `explain`); without a readable inventory it is taken as a node."""
+    `explain`); without a readable inventory it is taken as a node. With `warn`, a subject the
+    inventory does not declare is said on stderr: a hold on a misspelt name holds nothing."""
     from supervisor.errors import InputError, Problem
     from supervisor.inventory import load_inventory
 
-    if "/" in text:
-        return text
     path = _path(inventory, "SUPERVISOR_INVENTORY", Path("hosts"))
-    if not path.is_dir():
+    if not path.is_dir() or ("/" in text and not warn):
         return text
     try:
         declared = load_inventory(path)
     except SupervisorError:
         return text  # a broken inventory must not stop a person from holding remediation
-    named = sorted(s for s in declared.services if s.split("/", 1)[1] == text)
-    candidates = ([text] if text in declared.nodes else []) + named
-    if len(candidates) > 1:
-        listed = ", ".join(f"{c} (node)" if c == text else c for c in candidates)
-        raise InputError([Problem("SUBJECT", message=f"{text!r} is ambiguous: {listed}")])
-    return named[0] if named and text not in declared.nodes else text
+    subject = text
+    if "/" not in text:
+        named = sorted(s for s in declared.services if s.split("/", 1)[1] == text)
+        candidates = ([text] if text in declared.nodes else []) + named
+        if len(candidates) > 1:
+            listed = ", ".join(f"{c} (node)" if c == text else c for c in candidates)
+            raise InputError([Problem("SUBJECT", message=f"{text!r} is ambiguous: {listed}")])
+        subject = named[0] if named and text not in declared.nodes else text
+    if warn and subject not in declared.nodes and subject not in declared.services:
+        sys.stderr.write(f"warning: the inventory ({path}) declares no node or service "
+                         f"{subject!r}: the hold is kept, but holds nothing back until it "
+                         "does\n")
+    return subject
 
 
 @app.command("hold")
@@ -237,7 +243,7 @@ def hold_command(
     from supervisor.remediation.holds import place
 
     placed = place(_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
-                   _subject(subject, inventory), wall_clock(),
+                   _subject(subject, inventory, warn=True), wall_clock(),
                    until=until, reason=reason)
     lapse = f" until {placed.until}" if placed.until else " until released"
     sys.stdout.write(f"held {placed.subject}{lapse} (by {placed.by})\n")
