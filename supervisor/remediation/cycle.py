@@ -160,11 +160,11 @@ def _marks(policies: PolicySet, state: State, now: datetime) -> h.Marks:
         if not window.mark or not in_window(window, now):
             continue
         mark = {"window": window.id, "until": format_time(window_end(window, now))}
-        for subject in state.subjects["node"] + ([] if window.match is None
+        match = None if window.match is None else compile_ast(window.match, functions=functions)
+        for subject in state.subjects["node"] + ([] if match is None
                                                   else state.subjects["service"]):
             try:
-                covered = window.match is None or truthy(
-                    compile_ast(window.match, functions=functions)(state.document(subject)))
+                covered = match is None or truthy(match(state.document(subject)))
             except (JMESPathError, ValueError, TypeError):
                 covered = False
             if covered:
