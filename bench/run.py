@@ -179,7 +179,7 @@ def rego(table: Table, repeat: int, out: Path, quick: bool) -> None:
     lab = generate(out, 100 if quick else 1000, 100 if not quick else 20)
     try:
         result = compare.measure(lab, repeat)
-    except Exception as error:  # noqa: BLE001 - regorus is optional; report, do not crash
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - regorus is optional: report it
         table.add("rules engine vs regorus", f"not run ({type(error).__name__}: {error})",
                   "faster", None)
         return
