@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.dockerd import Dockerd, wait_restarting
 from typer.testing import CliRunner
 
@@ -132,3 +133,13 @@ def test_the_endpoint_going_away_makes_the_node_offline_and_keeps_its_records(
     import shutil
 
     shutil.rmtree(root, ignore_errors=True)
+
+
+def test_without_node_the_engine_at_docker_host_is_this_host(
+        dockerd: Dockerd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", dockerd.host)
+    monkeypatch.setattr("socket.gethostname", lambda: "NAS01")
+    dockerd.run("web", "sleep", "600")
+    result = runner.invoke(app, ["observe", "docker", "--world", str(tmp_path / "world")])
+    assert result.exit_code == 0, result.output
+    assert services(tmp_path / "world")["web"]["status"] == "ok"
