@@ -191,3 +191,8 @@ def test_a_lock_file_the_reader_may_not_open_is_no_obstacle(tmp_path: Path) -> N
     (tmp_path / snapshot.LOCK_FILE).unlink()
     (tmp_path / snapshot.LOCK_FILE).mkdir()  # something else in its place
     assert load_world(tmp_path).services == {"nas01/web": {"status": "ok"}}
+
+
+def test_an_incident_without_an_id_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError, match="incidents: a record has no id"):
+        write_snapshot(tmp_path, Observation(T1, {}, {}, incidents=[{"subject": "n"}]))

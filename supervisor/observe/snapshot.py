@@ -142,7 +142,10 @@ def _plan(root: Path, observation: Observation) -> dict[str, bytes]:
     for kind, records in (("incidents", observation.incidents),
                           ("deployments", observation.deployments)):
         for record in records or []:
-            files[f"{kind}/{record_stem(str(record['id']))}.json"] = render(record)
+            if not isinstance(record.get("id"), str) or not record["id"]:
+                problems.append(Problem(path=kind, message=f"a record has no id: {record!r:.80}"))
+                continue
+            files[f"{kind}/{record_stem(record['id'])}.json"] = render(record)
     if problems:
         raise SnapshotError(problems)
     return files
