@@ -87,3 +87,35 @@ def test_interval_passes_until_sigterm(tmp_path: Path) -> None:
     assert not (root / "touched").exists()
     lines = [json.loads(line) for line in (root / "events.log").read_text().splitlines()]
     assert [line["type"] for line in lines].count("remediation_planned") == 1  # logged once
+
+
+def test_watch_runs_a_pass_when_run_writes_the_log(tmp_path: Path) -> None:
+    """The systemd unit runs `remediate --watch`: a change to the event log brings a pass
+    without waiting for the heartbeat (an hour here)."""
+    root = write_scenario(tmp_path / "lab", {"nas01": "services:\n  web: {}\n"},
+                          services={"nas01/web": {"status": "stopped"}})
+    (root / "policy").mkdir()
+    (root / "policy" / "p.yaml").write_text(
+        "policies:\n  - id: touch\n    match: \"recommendation.action == 'redeploy'\"\n"
+        f"    executor: command\n    args: {{argv: [/usr/bin/touch, '{root}/touched']}}\n")
+    state = ["--events", str(root / "events.log"), "--checkpoint", str(root / "cp.json"),
+             "--remediations", str(root / "remediations.json")]
+    process = start("remediate", str(root), "--now", NOW, *state, "--holds",
+                    str(root / "holds.json"), "--policy", str(root / "policy"),
+                    "--watch", "--interval", "3600")
+    try:
+        assert process.stdout is not None
+        assert "(dry run): nothing to do" in process.stdout.readline()  # the pass at start
+        assert run("run", str(root), "--now", NOW, *state).returncode == 0
+        log = root / "events.log"
+        wait_for(lambda: "remediation_planned" in log.read_text(),
+                 what="a remediate pass after run wrote the event log")
+        assert "(dry run): would act on nas01/web (touch)" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert not (root / "touched").exists()
