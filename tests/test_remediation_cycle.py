@@ -177,8 +177,17 @@ def test_a_blocked_recommendation_is_never_acted_on(tmp_path: Path) -> None:
 
 
 def test_a_recommendation_run_has_not_logged_is_not_acted_on(lab: Lab) -> None:
-    lab.remediate(T0)  # nobody was told: run has not written it to the log
+    report = lab.remediate(T0)  # nobody was told: run has not written it to the log
     assert lab.touched() == []
+    # Said, since the usual cause is a log or instance other than run's (another --checkpoint).
+    instance = default_instance(lab.inputs(T0).inventory, lab.paths.checkpoint)
+    assert report.text().endswith(
+        f"remediate {report.run_id}: 1 recommendation holds, but none is open in "
+        f"{lab.paths.events} for instance {instance}: remediation acts only on what run has "
+        "logged (give it run's --events, and run's --instance or --inventory and "
+        "--checkpoint)\n")
+    lab.run(T0)
+    assert "none is open" not in lab.remediate(T0).text()
 
 
 def test_a_stale_world_stops_everything(lab: Lab) -> None:

@@ -106,6 +106,7 @@ def test_watch_runs_a_pass_when_run_writes_the_log(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         assert "(dry run): nothing to do" in process.stdout.readline()  # the pass at start
+        assert "but none is open in" in process.stdout.readline()  # run has not logged yet
         assert run("run", str(root), "--now", NOW, *state).returncode == 0
         log = root / "events.log"
         wait_for(lambda: "remediation_planned" in log.read_text(),

@@ -64,6 +64,7 @@ class PassReport:
     decisions: list[Decision] = field(default_factory=list)
     verified: list[dict[str, Any]] = field(default_factory=list)
     acted: list[dict[str, Any]] = field(default_factory=list)  # how each action ended
+    unlogged: str | None = None  # why nothing can be a candidate, when the log has none open
 
     def text(self) -> str:
         mode = "" if self.execute else " (dry run)"
@@ -87,6 +88,8 @@ class PassReport:
                        f"(attempt {line['attempt']}): {line['reason']}")
         if not out:
             out.append(f"{head}: nothing to do")
+        if self.unlogged is not None:
+            out.append(f"{head}: {self.unlogged}")
         return "\n".join(out) + "\n"
 
 
@@ -138,6 +141,8 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
             verdict = _verify(attempt, history, evaluation, observed_at, now)
             if verdict is not None:
                 report.verified.append(emit(_attempt_line(verdict[0], attempt, verdict[1])))
+        if evaluation.recommendations and not history.episodes:
+            report.unlogged = _unlogged(len(evaluation.recommendations), setup)
         planner = Planner(loaded.state, evaluation, history, holds, setup.policies, now)
         for decision in planner.plan():
             report.decisions.append(decision)
@@ -148,6 +153,15 @@ def remediate_once(setup: Setup, *, clock: Clock = wall_clock,
                 emit(_decision_line(decision, setup.execute))
         h.write_document(setup.remediations, history, now, marks)
     return report
+
+
+def _unlogged(count: int, setup: Setup) -> str:
+    """Recommendations hold but the log has none open: most often remediate reads another log,
+    or names run's instance otherwise, and would silently never act."""
+    held = "1 recommendation holds" if count == 1 else f"{count} recommendations hold"
+    return (f"{held}, but none is open in {setup.events} for instance {setup.instance}: "
+            "remediation acts only on what run has logged (give it run's --events, and run's "
+            "--instance or --inventory and --checkpoint)")
 
 
 def _marks(policies: PolicySet, state: State, now: datetime) -> h.Marks:
