@@ -340,6 +340,10 @@ def main() -> None:
     # The cache of parsed inputs lives with the labs, never in the user's cache.
     os.environ["SUPERVISOR_CACHE_DIR"] = str(options.out / "cache")
     os.environ.pop("SUPERVISOR_CACHE", None)
+    # An installed program starts from cached bytecode; with PYTHONDONTWRITEBYTECODE set (some
+    # shells and containers set it) an editable install recompiles every module on every start,
+    # which measures the compiler, not the supervisor.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if not Path(SUPERVISOR).exists():
         raise SystemExit(f"no installed supervisor beside {PYTHON}; pip install . first")
     table = Table()
