@@ -21,6 +21,7 @@ import typer
 from supervisor import __version__
 from supervisor.errors import SupervisorError
 from supervisor.importer import app as import_app
+from supervisor.notify.commands import app as notify_app
 from supervisor.observe.commands import app as observe_app
 
 if TYPE_CHECKING:
@@ -637,6 +638,7 @@ app.add_typer(import_app, name="import")
 from supervisor.remediation.commands import app as remediation_app
 
 app.add_typer(remediation_app)
+app.add_typer(notify_app, name="notify")
 
 
 def main(argv: list[str] | None = None) -> Any:
