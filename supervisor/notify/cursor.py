@@ -119,11 +119,12 @@ class Cursor:
                         keys.append(key)
             batches: dict[tuple[str, str], Batch] = {}
             for line in read.lines:
-                if line.get("source") != SOURCE or (
-                        instance is not None and line.get("instance") != instance):
+                if line.get("source") != SOURCE:
                     continue
                 if not _whole(line):
                     skipped += 1
+                    continue
+                if instance is not None and line["instance"] != instance:
                     continue
                 self._follow(line, batches)
             for batch in batches.values():

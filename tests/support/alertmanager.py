@@ -31,9 +31,10 @@ from support import free_port, need, wait_for
 
 
 class Webhook:
-    """An Alertmanager webhook receiver on 127.0.0.1: keeps every notification it is sent."""
+    """An Alertmanager webhook receiver on 127.0.0.1 (or any JSON-posting client's): keeps
+    every JSON body it is sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.notifications: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         received = self.notifications
@@ -50,7 +51,7 @@ class Webhook:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: pytest shows our own failure messages
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
