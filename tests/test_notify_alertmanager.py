@@ -17,6 +17,9 @@ from typer.testing import CliRunner
 
 from supervisor.cli import app
 
+# Real servers and processes.
+pytestmark = pytest.mark.slow
+
 T0, T1, T2 = "2026-11-26T10:00:00Z", "2026-11-26T10:01:00Z", "2026-11-26T10:02:00Z"
 
 

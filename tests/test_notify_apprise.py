@@ -83,6 +83,7 @@ def test_a_receiver_that_is_down_gets_it_later_and_the_others_once(tmp_path: Pat
         up.close()
 
 
+@pytest.mark.slow
 def test_mqtt_through_mosquitto(tmp_path: Path) -> None:
     log = Writer(tmp_path / "events.log")
     log.run(T0, opened=[recommendation("nas01/web")], summary="degraded")
@@ -112,6 +113,7 @@ def test_the_state_file_says_what_is_pending(tmp_path: Path) -> None:
     assert [batch["pending"] for batch in state["outbox"]] == [["json://127.0.0.1:9/"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("waiting", [[], ["--poll", "0.2"]], ids=["inotify", "poll"])
 def test_following_the_log_through_a_rotation(tmp_path: Path, waiting: list[str]) -> None:
     path = tmp_path / "events.log"

@@ -9,6 +9,9 @@ import pytest
 from support import wait_for
 from support.alertmanager import Alertmanager, running_alertmanager
 
+# Real servers and processes.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
