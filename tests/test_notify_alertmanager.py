@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import pytest
 from support import wait_for
 from support.alertmanager import Alertmanager, running_alertmanager
 from support.eventlines import Writer, recommendation
+from support.scenarios import evaluate_dir, ok, write_scenario
 from typer.testing import CliRunner
 
 from supervisor.cli import app
@@ -155,3 +158,41 @@ def test_bad_url_and_options_are_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "--once: excludes --follow" in err
     code, _, err = notify("http://127.0.0.1:9", tmp_path, "--repost", "0")
     assert code == 2 and "--repost: must be a positive number" in err
+
+
+def run(lab: Path, tmp_path: Path, now: str) -> None:
+    result = CliRunner().invoke(app, ["run", str(lab), "--once", "--now", now, "-q",
+                                      "--events", str(tmp_path / "events.log"),
+                                      "--checkpoint", str(tmp_path / "checkpoint.json")])
+    assert result.exit_code == 0, result.stderr
+
+
+def test_end_to_end_with_supervisor_run(alertmanager: Alertmanager, tmp_path: Path) -> None:
+    """The log `supervisor run` writes: an alert per open recommendation, each notified once
+    across a log rotation (the resync), and resolved when the drift is fixed."""
+    lab = write_scenario(tmp_path / "lab", {"nas01": "services:\n  web: {}\n  db: {}\n"},
+                         services={"nas01/web": {"status": "failed"}, "nas01/db": ok()})
+    run(lab, tmp_path, "2026-11-26T10:01:00Z")
+    assert notify(alertmanager.url, tmp_path, "--once")[0] == 0
+    expected = evaluate_dir(lab, now="2026-11-26T10:01:00Z").recommendations
+    alerts = alertmanager.alerts()
+    assert {(a["labels"]["subject"], a["labels"]["condition"], a["labels"]["action"],
+             a["annotations"]["fingerprint"]) for a in alerts} == {
+        (r.subject.id, r.condition, r.action, r.fingerprint) for r in expected}
+    assert alerts[0]["labels"]["instance"].startswith("lab-")  # run's default instance name
+    wait_for(lambda: len(alertmanager.webhook.alerts("firing")) == 1, what="web firing")
+
+    os.rename(tmp_path / "events.log", tmp_path / "events.log.1")  # logrotate, between runs
+    run(lab, tmp_path, "2026-11-26T10:02:00Z")  # writes the resync
+    assert '"resync":true' in (tmp_path / "events.log").read_text().replace(" ", "")
+    code, out, _ = notify(alertmanager.url, tmp_path, "--once")
+    assert code == 0 and "delivered" not in out  # a resync is not a transition
+
+    (lab / "world" / "services" / "nas01" / "web.json").write_text(json.dumps(ok()))
+    run(lab, tmp_path, "2026-11-26T10:03:00Z")
+    assert notify(alertmanager.url, tmp_path, "--once")[0] == 0
+    wait_for(lambda: len(alertmanager.webhook.alerts("resolved")) == 1, what="web resolved")
+    (resolved,) = alertmanager.webhook.alerts("resolved")
+    assert resolved["labels"]["subject"] == "nas01/web"
+    assert resolved["endsAt"].startswith("2026-11-26T10:03:00")
+    assert len(alertmanager.webhook.alerts("firing")) == 1  # nothing doubled

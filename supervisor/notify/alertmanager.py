@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from supervisor.errors import Problem
-from supervisor.eventlog import SOURCE
 from supervisor.notify import ReceiverError, Undelivered
 from supervisor.notify.cursor import Batch
+from supervisor.replay import SOURCE
 
 BATCH = 1000  # alerts per POST: large enough to be quick, small enough for any proxy's limit
 TIMEOUT = 10.0  # seconds per request

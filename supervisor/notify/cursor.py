@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.errors import Problem, SupervisorError
-from supervisor.eventlog import RESOLVED, SOURCE, SUMMARY
 from supervisor.notify.feed import Position, Read
 from supervisor.registry import EVENT_TYPES
-from supervisor.safefile import check_owner, open_file, replace_atomically
+from supervisor.replay import RESOLVED, SOURCE, SUMMARY
+from supervisor.safefile import open_file, replace_atomically
 
 VERSION = 1
 OPENED, CHANGED, CLOSED = "opened", "changed", "resolved"  # transition kinds
@@ -223,7 +223,6 @@ def load(path: Path, notifier: str) -> Cursor:
             return Cursor(notifier)
         raise
     try:
-        check_owner(path, descriptor)
         with os.fdopen(os.dup(descriptor), "rb") as handle:
             text = handle.read()
     finally:

@@ -13,9 +13,11 @@ exclusive one, so a run's lines arrive together.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,12 +91,20 @@ class Feed:
 
     def _open(self) -> int | None:
         try:
-            return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # Non-blocking: a FIFO planted at the log's path must not hang the notifier.
+            descriptor = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                                 | os.O_NONBLOCK)
         except FileNotFoundError:
             return None  # rotated away and not created again yet: nothing to read
         except OSError as error:
-            raise UnsafeFileError([Problem(str(self.path), message=f"cannot be read: "
-                                           f"{error.strerror}")]) from None
+            message = ("is a symlink; refusing to follow it" if error.errno == errno.ELOOP
+                       else f"cannot be read: {error.strerror}")
+            raise UnsafeFileError([Problem(str(self.path), message=message)]) from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise UnsafeFileError([Problem(str(self.path), message="is not a regular file; "
+                                           "name the supervisor's event log")])
+        return descriptor
 
     def _is_current(self, descriptor: int) -> bool:
         try:
