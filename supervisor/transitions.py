@@ -30,7 +30,7 @@ from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import EventLog
 from supervisor.manifest import Fresh, Source
-from supervisor.metrics import Snapshot
+from supervisor.metrics import Open, Snapshot
 from supervisor.replay import (
     ERROR,
     FIELDS,
@@ -84,7 +84,7 @@ class RunReport:
     skipped: bool = False
     problems: list[Problem] = field(default_factory=list)
     observed_at: str | None = None  # of the world the open recommendations come from
-    recommendations: list[tuple[str, str, str]] = field(default_factory=list)  # open ones
+    recommendations: list[Open] = field(default_factory=list)  # open ones
 
     def snapshot(self, duration: float) -> Snapshot:
         age = None
@@ -193,8 +193,7 @@ def _settle(report: RunReport, checkpoint: Checkpoint) -> RunReport:
     state = checkpoint.state
     report.summary, report.open = state.summary, len(state.open)
     report.observed_at = checkpoint.observed_at
-    report.recommendations = [(entry["event"], entry.get("condition") or "",
-                               entry.get("action") or "") for entry in state.open.values()]
+    report.recommendations = Open.from_entries(state.open.values())
     return report
 
 

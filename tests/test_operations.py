@@ -52,6 +52,49 @@ def test_metrics_after_a_degraded_and_a_nominal_eval(tmp_path: Path) -> None:
     assert not [key for key in found if key[0] == "supervisor_recommendations"]
 
 
+def test_a_series_per_open_recommendation_names_the_subject(tmp_path: Path) -> None:
+    metrics = tmp_path / "supervisor.prom"
+    code, _, _ = invoke("eval", str(FIXTURES / "homelab"), "--metrics-file", str(metrics))
+    assert code == 0
+    each = {dict(labels)["subject"]: dict(labels) for (name, labels), value in
+            series(metrics).items() if name == "supervisor_recommendation" and value == 1}
+    assert len(each) == 7
+    assert each["media01/sonarr"] == {
+        "subject": "media01/sonarr", "kind": "service", "node": "media01",
+        "condition": "unhealthy_service", "action": "redeploy", "event": "reconcile_required",
+        "severity": "warning", "rule": "service-unhealthy"}
+    assert each["lab01"]["node"] == "lab01" and each["lab01"]["kind"] == "node"
+
+
+def test_run_writes_the_series_from_its_checkpoint_too(tmp_path: Path) -> None:
+    metrics = tmp_path / "supervisor.prom"
+    args = ["run", str(FIXTURES / "homelab"), "--now", "2026-11-26T10:01:00Z", "-q",
+            "--events", str(tmp_path / "events.log"), "--checkpoint", str(tmp_path / "cp.json"),
+            "--metrics-file", str(metrics)]
+    code, _, _ = invoke(*args)
+    first = {k: v for k, v in series(metrics).items() if k[0] == "supervisor_recommendation"}
+    assert code == 0 and len(first) == 7
+    code, _, _ = invoke(*args)  # skipped: from the checkpoint
+    assert {k: v for k, v in series(metrics).items()
+            if k[0] == "supervisor_recommendation"} == first
+
+
+def test_the_metrics_file_is_readable_by_node_exporter_whatever_the_umask(
+        tmp_path: Path) -> None:
+    metrics = tmp_path / "supervisor.prom"
+    script = ("import os, sys; os.umask(0o077); from supervisor.cli import main; "
+              "main(sys.argv[1:])")
+    for command in (["eval", str(FIXTURES / "homelab"), "-q"],
+                    ["run", str(FIXTURES / "homelab"), "-q", "--events",
+                     str(tmp_path / "events.log"), "--checkpoint", str(tmp_path / "cp.json")],
+                    ["eval", str(FIXTURES / "bad-invalid-json"), "-q"]):
+        metrics.unlink(missing_ok=True)
+        subprocess.run([sys.executable, "-c", script, *command, "--metrics-file",
+                        str(metrics)], check=False, capture_output=True)
+        assert metrics.stat().st_mode & 0o777 == 0o644, command
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".supervisor.prom")]
+
+
 def test_bad_input_still_writes_metrics(tmp_path: Path) -> None:
     metrics = tmp_path / "supervisor.prom"
     code, _, _ = invoke("eval", str(FIXTURES / "bad-invalid-json"), "--metrics-file",
