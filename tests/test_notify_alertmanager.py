@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +198,34 @@ def test_end_to_end_with_supervisor_run(alertmanager: Alertmanager, tmp_path: Pa
     assert resolved["labels"]["subject"] == "nas01/web"
     assert resolved["endsAt"].startswith("2026-11-26T10:03:00")
     assert len(alertmanager.webhook.alerts("firing")) == 1  # nothing doubled
+
+
+def test_a_5xx_answer_is_kept_and_retried(tmp_path: Path) -> None:
+    """An Alertmanager that answers 503 (starting up, overloaded) has not accepted anything."""
+    answers = [503, 200]
+    posted: list[bytes] = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posted.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(answers.pop(0))
+            self.end_headers()
+            self.wfile.write(b"busy")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        Writer(tmp_path / "events.log").run(T0, opened=[recommendation("nas01/web")])
+        code, _, err = notify(url, tmp_path, "--once")
+        assert code == 1 and "Alertmanager answered 503" in err
+        code, out, _ = notify(url, tmp_path, "--once")
+        assert code == 0 and "delivered 1 transition(s) of 1 run(s)" in out
+        assert len(posted) == 2 and posted[0] == posted[1]
+    finally:
+        server.shutdown()
+        server.server_close()
