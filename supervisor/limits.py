@@ -7,6 +7,8 @@ largest fleet the benchmarks measure (100,000 services).
 from __future__ import annotations
 
 import os
+import re
+import sys
 from typing import NamedTuple
 
 from supervisor.errors import InputError, Problem
@@ -55,3 +57,23 @@ def current() -> Limits:
 def too_many(where: str, what: str, count: int, limit: int, variable: str) -> InputError:
     return InputError([Problem(where, message=f"holds more than {limit} {what} ({count}); "
                                f"raise {variable} if that is right")])
+
+
+# Python refuses to read a longer integer from text (its guard against quadratic time).
+INTEGER_DIGITS = sys.get_int_max_str_digits() or 4300
+_LONG_NUMBER = re.compile(rf"\d{{{INTEGER_DIGITS + 1},}}")
+
+
+def long_integer(digits: int) -> str:
+    """The message for a number too long to read, in our words rather than Python's."""
+    return f"a number of {digits} digits; numbers are limited to {INTEGER_DIGITS} digits"
+
+
+def find_long_integer(text: str) -> tuple[int, int, int] | None:
+    """Line, column and length of the first run of more digits than a number may have."""
+    found = _LONG_NUMBER.search(text)
+    if found is None:
+        return None
+    start = found.start()
+    return (text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start),
+            found.end() - start)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.errors import InputError, Problem, dotted
-from supervisor.limits import VARIABLES, Limits, current
+from supervisor.limits import VARIABLES, Limits, current, find_long_integer, long_integer
 from supervisor.manifest import prefetched
 
 SYMLINK_REFUSED = "is a symlink; links inside the inventory and the world are not followed"
@@ -196,6 +196,11 @@ def parse_json(text: str, display: str, limits: Limits | None = None) -> Any:
             [Problem(display, error.lineno, error.colno, message=f"invalid JSON: {error.msg}")]
         ) from None
     except ValueError as error:
+        found = find_long_integer(text) if "integer string conversion" in str(error) else None
+        if found is not None:
+            line, column, digits = found
+            raise InputError([Problem(display, line, column,
+                                      message=f"invalid JSON: {long_integer(digits)}")]) from None
         raise InputError([Problem(display, message=f"invalid JSON: {error}")]) from None
     except RecursionError:
         raise InputError([Problem(display, message="invalid JSON: nested too deeply")]) from None

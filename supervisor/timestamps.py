@@ -16,7 +16,12 @@ def parse_time(text: str) -> datetime:
     """Parses an RFC 3339 timestamp; raises ValueError for anything else, naive ones included."""
     if not isinstance(text, str) or not _RFC3339.fullmatch(text):
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp with a zone")
-    moment = datetime.fromisoformat(text.upper())
+    try:
+        moment = datetime.fromisoformat(text.upper())
+    except ValueError as error:
+        if "offset must be a timedelta" in str(error):
+            raise ValueError(f"{text!r}: a UTC offset must be less than 24 hours") from None
+        raise ValueError(f"{text!r} is not a valid date and time ({error})") from None
     try:
         moment.astimezone(UTC)
     except OverflowError:

@@ -14,7 +14,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from yaml.nodes import Node as YamlNode
 
 from supervisor.errors import InputError, Problem, dotted
-from supervisor.limits import VARIABLES, Limits
+from supervisor.limits import INTEGER_DIGITS, VARIABLES, Limits, long_integer
 
 _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = SafeConstructor()
@@ -23,6 +23,16 @@ _PLAIN_SCALARS = {_TAG + name for name in ("null", "bool", "int", "float")}
 
 Path_ = tuple[str | int, ...]
 Position = tuple[int, int]
+
+
+def _character_at(text: str, line: int, column: int) -> str:
+    """The character at a 0-based line and column of `text`, or '' past its end."""
+    start = 0
+    for _ in range(line):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    return text[start + column: start + column + 1]
 
 
 def build_yaml(
@@ -35,6 +45,8 @@ def build_yaml(
         mark = error.problem_mark or error.context_mark
         message = " ".join(str(part) for part in (error.context, error.problem) if part)
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        if mark is not None and _character_at(text, mark.line, mark.column) == "\t":
+            message = "a tab: YAML indents with spaces only (replace the tab with spaces)"
         raise InputError([Problem(display, line, column, message=f"invalid YAML: {message}")]) from None
     except yaml.YAMLError as error:
         raise InputError([Problem(display, message=f"invalid YAML: {error}")]) from None
@@ -115,7 +127,9 @@ class _Builder:
             except (ValueError, KeyError, IndexError):
                 # `!!int ""`, `0x`, `!!bool maybe`, an integer of more than 4300 digits
                 kind = tag[len(_TAG):]
-                self.fail(node, path, f"{node.value[:40]!r} is not a valid {kind}")
+                digits = sum(character.isdigit() for character in node.value)
+                self.fail(node, path, long_integer(digits) if digits > INTEGER_DIGITS
+                          else f"{node.value[:40]!r} is not a valid {kind}")
                 return None
             if isinstance(value, float) and not math.isfinite(value):
                 self.fail(node, path, f"{node.value!r} is not a finite number")

@@ -101,6 +101,19 @@ def test_naive_now_is_bad_usage(cli: CliRunner) -> None:
     assert "--now: '2026-11-26T11:00:00' is not an RFC 3339 timestamp with a zone" in result.stderr
 
 
+@pytest.mark.parametrize(("now", "message"), [
+    ("2026-11-26T11:00:00+24:00", ("--now: '2026-11-26T11:00:00+24:00': a UTC offset must be "
+                                  "less than 24 hours\n")),
+    ("2026-13-26T11:00:00Z", ("--now: '2026-13-26T11:00:00Z' is not a valid date and time "
+                             "(month must be in 1..12)\n")),
+])
+def test_an_impossible_now_is_said_in_our_words(cli: CliRunner, now: str, message: str) -> None:
+    result = cli.invoke(app, ["eval", str(HOMELAB), "--now", now])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert "timedelta" not in result.stderr
+
+
 def test_rules_layer_and_no_default_rules(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(
         "rules:\n- id: pinned-image\n  condition: unhealthy_service\n"

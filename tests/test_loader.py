@@ -143,3 +143,22 @@ def test_json_refuses_nan(tmp_path: Path) -> None:
 def test_json_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
     path = write(tmp_path, "[" * 100_000 + "]" * 100_000, "record.json")
     assert "nested too deeply" in problems(path, load_json)[0]
+
+
+def test_a_tab_is_called_a_tab(tmp_path: Path) -> None:
+    path = write(tmp_path, "services:\n\tweb: {}\n")
+    assert problems(path) == [(f"{path}:2:1: invalid YAML: a tab: YAML indents with spaces only "
+                              "(replace the tab with spaces)")]
+
+
+def test_a_number_too_long_to_read_is_named_in_our_words(tmp_path: Path) -> None:
+    digits = "9" * 100_000
+    record = write(tmp_path, '{"status": "ok",\n "n": ' + digits + "}", "record.json")
+    assert problems(record, load_json) == [
+        (f"{record}:2:7: invalid JSON: a number of 100000 digits; numbers are limited to 4300 "
+        "digits")]
+    services = write(tmp_path, "services:\n  web: {x-n: " + digits + "}\n")
+    (message,) = problems(services)
+    assert message == (f"{services}:2:14: services.web.x-n: a number of 100000 digits; numbers "
+                       "are limited to 4300 digits")
+    assert "sys.set_int_max_str_digits" not in message
