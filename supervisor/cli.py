@@ -104,6 +104,14 @@ MaxAgeOpt = Annotated[
         help="A world older than this is stale. [default: the rules' max_world_age_seconds, 600]",
     ),
 ]
+MaxSkewOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-skew", metavar="SECONDS", show_default=False,
+        help="A timestamp further in the future than this is not trusted (a world observed "
+        "then, a node last seen then). [default: the rules' max_clock_skew_seconds, 300]",
+    ),
+]
 RemediationsOpt = Annotated[
     Path | None,
     typer.Option("--remediations", metavar="PATH", show_default=False,
@@ -151,7 +159,7 @@ def reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
 def gather(
     scenario: Path | None, inventory: Path | None, world: Path | None,
     rules: list[Path] | None, no_default_rules: bool, now: str | None, max_age: float | None,
-    remediations: Path | None = None,
+    remediations: Path | None = None, max_skew: float | None = None,
 ) -> Inputs:
     """Resolves the input options: explicit option, then scenario directory, then environment."""
     from supervisor.errors import InputError, Problem
@@ -175,6 +183,7 @@ def gather(
                 default_rules=spec.default_rules and not no_default_rules,
                 now=now or spec.now,
                 max_age=spec.max_age if max_age is None else max_age,
+                max_skew=max_skew,
                 remediations=remediations or spec.remediations,
             )
 
@@ -192,6 +201,7 @@ def gather(
         default_rules=not no_default_rules,
         now=now,
         max_age=max_age,
+        max_skew=max_skew,
         remediations=_history(remediations, scenario),
     )
 
@@ -267,6 +277,7 @@ def eval_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    max_skew: MaxSkewOpt = None,
     remediations: RemediationsOpt = None,
     output: FormatOpt = Format.table,
     fail_on: FailOnOpt = None,
@@ -281,7 +292,7 @@ def eval_command(
 
     started = time.monotonic()
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations)
+                    remediations, max_skew)
     progress = _Progress()
     try:
         loaded, evaluation = evaluate_inputs(
@@ -318,6 +329,7 @@ def explain_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    max_skew: MaxSkewOpt = None,
     remediations: RemediationsOpt = None,
     output: FormatOpt = Format.table,
     context: Annotated[
@@ -332,7 +344,7 @@ def explain_command(
     from supervisor.terminal import use_colour
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations)
+                    remediations, max_skew)
     loaded = load(inputs)
     target = resolve(loaded.state, subject)  # before evaluating: a typo should fail fast
     evaluation = evaluate(loaded.state, loaded.rules, trace={target})
@@ -355,6 +367,7 @@ def validate_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    max_skew: MaxSkewOpt = None,
     remediations: RemediationsOpt = None,
     strict: Annotated[
         bool,
@@ -391,7 +404,7 @@ def validate_command(
         return
 
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations)
+                    remediations, max_skew)
     loaded = load(inputs)
     found: list[Problem] = []
     if strict:
@@ -512,6 +525,7 @@ def run_command(
     no_default_rules: NoDefaultRulesOpt = False,
     now: NowOpt = None,
     max_age: MaxAgeOpt = None,
+    max_skew: MaxSkewOpt = None,
     remediations: RemediationsOpt = None,
     watch_changes: Annotated[
         bool,
@@ -557,7 +571,7 @@ def run_command(
         if value is not None and str(value) in ("", "."):  # typer reads "" as "."
             raise InputError([Problem(option, message="names no file")])
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations)
+                    remediations, max_skew)
     env = os.environ
     paths = Paths(
         events=events or Path(env.get("SUPERVISOR_EVENTS") or DEFAULT_EVENTS),

@@ -301,6 +301,8 @@ def _thresholds(rules: RuleSet) -> set[float]:
             continue
         found.update(_numbers(rule.params))
         found.update(_numbers(rule.ast))
+    # ahead_seconds(m) > t flips when now reaches m - t: the negated thresholds cover it.
+    found.update([-value for value in found])
     return {value for value in found if abs(value) < 1e10}
 
 

@@ -45,6 +45,16 @@ class RuleFunctions(functions.Functions):
         seconds = (self.now - self._timestamp("age_seconds", timestamp)).total_seconds()
         return int(seconds) if seconds.is_integer() else seconds
 
+    @functions.signature({"types": ["string", "null"]})
+    def _func_ahead_seconds(self, timestamp: str | None) -> float | None:
+        """`ahead_seconds(timestamp)`: seconds from now to `timestamp` (negative if it is
+        earlier): how far in the future a clock that wrote it runs; null when `timestamp` is
+        null."""
+        if timestamp is None:
+            return None
+        seconds = (self._timestamp("ahead_seconds", timestamp) - self.now).total_seconds()
+        return int(seconds) if seconds.is_integer() else seconds
+
     @functions.signature({"types": ["array"]}, {"types": ["number"]})
     def _func_failed_streak(self, deployments: list[Any], window_seconds: float) -> int:
         """`failed_streak(deployments, window_seconds)`: how many deployments failed in a row

@@ -27,13 +27,15 @@ class Inputs(NamedTuple):
     now: str | None = None  # RFC 3339; None means the world's observed_at
     max_age: float | None = None  # seconds; None means the rules' max_world_age_seconds
     remediations: Path | None = None  # the remediation history; None means none
+    max_skew: float | None = None  # seconds; None means the rules' max_clock_skew_seconds
 
     def rule_sources(self) -> list[Path]:
         return ([default_rules_dir()] if self.default_rules else []) + list(self.rules)
 
     def params(self) -> dict[str, Any]:
         """Params from the command line, which win over every rule set's."""
-        return {} if self.max_age is None else {"max_world_age_seconds": self.max_age}
+        given = {"max_world_age_seconds": self.max_age, "max_clock_skew_seconds": self.max_skew}
+        return {name: value for name, value in given.items() if value is not None}
 
 
 class Loaded(NamedTuple):
@@ -57,6 +59,8 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
             problems.append(Problem("--now", message=str(error)))
     if inputs.max_age is not None and not 0 <= inputs.max_age < math.inf:
         problems.append(Problem("--max-age", message="must be a number of seconds, 0 or more"))
+    if inputs.max_skew is not None and not 0 <= inputs.max_skew < math.inf:
+        problems.append(Problem("--max-skew", message="must be a number of seconds, 0 or more"))
 
     inventory: Inventory | None = None
     world: World | None = None

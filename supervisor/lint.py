@@ -64,7 +64,7 @@ _NUMERIC_ARGUMENTS = {"failed_streak": {1}, "duration": {0}, "abs": {0}, "ceil":
                       "floor": {0}}
 # Functions whose result is a number (or null): a comparison with them needs no warning.
 _NUMERIC_RESULTS = {"abs", "avg", "ceil", "floor", "length", "sum", "to_number", "age_seconds",
-                    "failed_streak"}
+                    "ahead_seconds", "failed_streak"}
 _OPERATORS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 

@@ -85,7 +85,8 @@ class Check:
         roots = [str(root) for root in (inputs.inventory, inputs.world, *inputs.rule_sources(),
                                         *history)]
         scope = repr([os.path.abspath(root) for root in roots])
-        options = (inputs.now, inputs.max_age, [str(source) for source in inputs.rule_sources()])
+        options = (inputs.now, inputs.max_age, inputs.max_skew,
+                   [str(source) for source in inputs.rule_sources()])
         self.reading = Reading()
         self._identity = cache.identity(None)
         self._summary_path = cache.cache_path("inputs", scope)

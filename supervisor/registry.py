@@ -25,6 +25,7 @@ SUBJECT_KINDS: dict[str, str] = {
 
 CONDITIONS: dict[str, str] = {
     "stale_world": "the world snapshot is older than the allowed age",
+    "clock_skew": "a timestamp lies further in the future than the allowed clock skew",
     "offline_node": "a declared node is offline, absent, or silent for too long",
     "missing_service": "a declared service is absent from the world",
     "unhealthy_service": "a declared service reports a status other than ok",

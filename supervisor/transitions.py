@@ -151,8 +151,11 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
         events = resync(checkpoint.state, report.now, report.run_id) if checkpoint.resync else []
         source = source or Fresh()
         fingerprint = source.fingerprint(inputs)
+        # A clock set back before the world's observed_at (where clock skew lies) is no time
+        # the last evaluation vouches for.
         if (fingerprint == checkpoint.inputs_digest and checkpoint.last_error is None
-                and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))):
+                and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))
+                and (checkpoint.observed_at is None or now >= parse_time(checkpoint.observed_at))):
             report.skipped = True
             if events or not checkpoint.saved:
                 _commit(log, paths, checkpoint, events, report)

@@ -66,13 +66,25 @@ CASES = [
      ("remediations[?status == 'running']", [None], "")),
     ("remediation-in-flight", "remediation-in-flight", "media01/sonarr", None, "did not match",
      ("remediations[?status == 'running']", [], "")),
+    ("world-clock-skew", "clock-skew-world", "world", "2026-11-26T09:00:00Z", "fired",
+     ("ahead_seconds(world.observed_at) > params.max_clock_skew_seconds", True, "3600 > 300")),
+    ("world-clock-skew", "homelab", "world", None, "did not match",
+     ("ahead_seconds(world.observed_at) > params.max_clock_skew_seconds", False, "0 > 300")),
+    ("node-clock-skew", "clock-skew-node", "pve2", None, "fired",
+     ("ahead_seconds(node.actual.last_seen) > params.max_clock_skew_seconds", True,
+      "31536000 > 300")),
+    ("node-clock-skew", "homelab", "nas01", None, "did not match",
+     ("ahead_seconds(node.actual.last_seen) > params.max_clock_skew_seconds", False,
+      "-60 > 300")),
     ("dependency-unavailable", "homelab", "edge01/home-assistant", None, "fired",
      ("service.actual.status != 'ok'", True, "'degraded' != 'ok'")),
     ("dependency-unavailable", "homelab", "media01/sonarr", None, "did not match",
-     (("length(attach(dependencies, {heartbeat: params.node_heartbeat_seconds})[?actual == "
+     (("length(attach(dependencies, {heartbeat: params.node_heartbeat_seconds, skew: "
+       "params.max_clock_skew_seconds})[?actual == "
        "`null` || actual.status != 'ok' && !(desired.one_shot && actual.status == 'stopped') "
        "|| host.actual == `null` || host.actual.status == 'offline' "
-       "|| age_seconds(host.actual.last_seen) > heartbeat]) > `0`"), False, "0 > 0")),
+       "|| age_seconds(host.actual.last_seen) > heartbeat "
+       "|| ahead_seconds(host.actual.last_seen) > skew]) > `0`"), False, "0 > 0")),
     ("deployment-failed", "failed-deployment-two", "wiki01/outline", None, "fired",
      ("failed_streak(deployments, params.deployment_window_seconds) >= `1`", True, "2 >= 1")),
     ("deployment-failed", "repeated-failures-unhealthy", "git01/forgejo", None, "overruled",

@@ -86,7 +86,8 @@ def test_duration(seconds: float | None, text: str | None) -> None:
 
 def test_every_custom_function_has_documentation() -> None:
     docs = custom_function_docs()
-    assert set(docs) == {"age_seconds", "failed_streak", "duration", "attach", "plural"}
+    assert set(docs) == {"age_seconds", "ahead_seconds", "failed_streak", "duration", "attach",
+                         "plural"}
     for name, doc in docs.items():
         assert doc.startswith(f"`{name}("), name
 
@@ -96,3 +97,9 @@ def test_plural_counts_in_words() -> None:
     assert search("plural(`0`, 'deployment')", None) == "0 deployments"
     assert search("plural(`3.0`, 'restart')", None) == "3 restarts"
     assert search("plural(`1.5`, 'day')", None) == "1.5 days"
+
+
+def test_ahead_seconds() -> None:
+    assert search("ahead_seconds(@)", "2026-11-26T10:05:00Z") == 300
+    assert search("ahead_seconds(@)", "2026-11-26T09:59:58.5Z") == -1.5
+    assert search("ahead_seconds(@)", None) is None
