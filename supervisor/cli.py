@@ -414,7 +414,9 @@ def validate_command(
         found.extend(lint(loaded.rules))
     try:
         # Evaluating too catches matchers that only fail on real data (a type error, say).
-        evaluate(loaded.state, loaded.rules)
+        from supervisor.limits import current
+
+        evaluate(loaded.state, loaded.rules, limits=current())
     except RuleError as error:
         found.extend(error.problems)
     if found:

@@ -35,14 +35,53 @@ _MIRROR = {"eq": "eq", "ne": "ne", "lt": "gt", "gt": "lt", "lte": "gte", "gte": 
 _SEQUENCES = frozenset({"subexpression", "pipe", "index_expression"})
 
 
-def compile_ast(ast: AstNode, functions: Functions) -> Fn:
+def compile_ast(ast: AstNode, functions: Functions, budget: Budget | None = None) -> Fn:
     """A closure `f(document)` equal to `jmespath.search(text, document, options)` where `ast`
     is `jmespath.compile(text).parsed` and `options` carries `functions` as custom functions.
 
     Errors of a function call (unknown name, arity, argument types) are raised when the call is
     evaluated, not here, exactly as the interpreter does: a call on a branch never taken is fine.
+    With a `budget`, evaluation raises `OverBudget` once it has done more work than that allows.
     """
-    return _Compiler(functions).compile(ast)
+    return _Compiler(functions, budget or Budget(UNLIMITED)).compile(ast)
+
+
+UNLIMITED = 1 << 62
+
+
+class OverBudget(Exception):
+    """A matcher did more work than its rule's budget allows. Not a ValueError, so that no
+    handler of evaluation errors takes it for a type error on one subject."""
+
+    def __init__(self, steps: int, total: bool) -> None:
+        super().__init__(steps, total)
+        self.steps = steps
+        self.total = total  # the rule's budget over all its subjects ran out, not one subject's
+
+
+class Budget:
+    """The work one rule's matcher may do. A step is an element that a projection, filter or
+    flatten walks, an element of a list a function is given, or a call of an expression
+    reference (`map`, `sort_by`): matchers whose work is a product of list lengths (projections
+    nested over large lists) stop here instead of running for minutes in gigabytes.
+
+    `steps` bound one subject's evaluation (and with it the memory of its intermediate lists);
+    `total` bounds the rule over all its subjects. `renew` starts the next subject."""
+
+    __slots__ = ("granted", "left", "steps", "total")
+
+    def __init__(self, steps: int, total: int = UNLIMITED) -> None:
+        self.steps, self.total = steps, total
+        self.granted = self.left = min(steps, total)
+
+    def renew(self) -> None:
+        self.total -= self.granted - self.left
+        self.granted = self.left = min(self.steps, self.total)
+
+    def spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise OverBudget(self.granted, self.granted < self.steps)
 
 
 def is_number(value: Any) -> bool:
@@ -124,24 +163,28 @@ class _Expression:
     ("expref"), and functions evaluate it as `ref.visit(ref.expression, value)`, the
     TreeInterpreter protocol, so custom functions taking expression references work unchanged."""
 
-    __slots__ = ("_compiled", "_functions", "expression")
+    __slots__ = ("_budget", "_compiled", "_functions", "expression")
 
-    def __init__(self, expression: AstNode, compiled: Fn, functions: Functions) -> None:
+    def __init__(self, expression: AstNode, compiled: Fn, functions: Functions,
+                 budget: Budget) -> None:
         self.expression = expression
         self._compiled = compiled
         self._functions = functions
+        self._budget = budget
 
     def visit(self, node: AstNode, value: Any) -> Any:
+        self._budget.spend(1)
         if node is self.expression:
             return self._compiled(value)
-        return compile_ast(node, self._functions)(value)
+        return compile_ast(node, self._functions, self._budget)(value)
 
 
 class _Compiler:
     """Turns AST nodes into closures; the node-type dispatch happens here, once per node."""
 
-    def __init__(self, functions: Functions) -> None:
+    def __init__(self, functions: Functions, budget: Budget) -> None:
         self.functions = functions
+        self.budget = budget
 
     def compile(self, node: AstNode) -> Fn:
         method: Callable[[AstNode], Fn] | None = getattr(self, "_" + node["type"], None)
@@ -214,11 +257,13 @@ class _Compiler:
     def _projection(self, node: AstNode) -> Fn:
         base = self.compile(node["children"][0])
         right = node["children"][1]
+        spend = self.budget.spend
         if right["type"] in ("identity", "current"):
             def project_all(value: Any) -> Any:
                 found = base(value)
                 if not isinstance(found, list):
                     return None
+                spend(len(found))
                 return [element for element in found if element is not None]
             return project_all
         each = self.compile(right)
@@ -227,6 +272,7 @@ class _Compiler:
             found = base(value)
             if not isinstance(found, list):
                 return None
+            spend(len(found))
             return [out for element in found if (out := each(element)) is not None]
         return project
 
@@ -234,11 +280,13 @@ class _Compiler:
         base = self.compile(node["children"][0])
         right = node["children"][1]
         keep = self.condition(node["children"][2])
+        spend = self.budget.spend
         if right["type"] in ("identity", "current"):
             def select(value: Any) -> Any:
                 found = base(value)
                 if not isinstance(found, list):
                     return None
+                spend(len(found))
                 return [element for element in found if keep(element) and element is not None]
             return select
         each = self.compile(right)
@@ -247,6 +295,7 @@ class _Compiler:
             found = base(value)
             if not isinstance(found, list):
                 return None
+            spend(len(found))
             return [
                 out for element in found if keep(element) and (out := each(element)) is not None
             ]
@@ -255,6 +304,7 @@ class _Compiler:
     def _value_projection(self, node: AstNode) -> Fn:
         base = self.compile(node["children"][0])
         each = self.compile(node["children"][1])
+        spend = self.budget.spend
 
         def project_values(value: Any) -> Any:
             found = base(value)
@@ -262,19 +312,24 @@ class _Compiler:
                 values = found.values()
             except AttributeError:
                 return None
+            spend(len(values))
             return [out for element in values if (out := each(element)) is not None]
         return project_values
 
     def _flatten(self, node: AstNode) -> Fn:
         base = self.compile(node["children"][0])
 
+        spend = self.budget.spend
+
         def flatten(value: Any) -> Any:
             found = base(value)
             if not isinstance(found, list):
                 return None
+            spend(len(found))
             merged: list[Any] = []
             for element in found:
                 if isinstance(element, list):
+                    spend(len(element))
                     merged.extend(element)
                 else:
                     merged.append(element)
@@ -347,7 +402,16 @@ class _Compiler:
 
     def _function_expression(self, node: AstNode) -> Fn:
         name: str = node["value"]
-        call = self.functions.call_function
+        function_call = self.functions.call_function
+        spend = self.budget.spend
+
+        def call(name: str, resolved: list[Any]) -> Any:
+            # A function's work grows with the lists it is given (sort, contains, join...).
+            for item in resolved:
+                if type(item) is list:
+                    spend(len(item))
+            return function_call(name, resolved)
+
         args = tuple(self.compile(child) for child in node["children"])
         allowed = _plain_signature(self.functions, name, len(args))
         if allowed is None:
@@ -366,13 +430,16 @@ class _Compiler:
             for item, (_, kinds) in zip(resolved, pairs, strict=True):
                 if type(item) not in kinds:
                     return call(name, resolved)
+                if type(item) is list:
+                    spend(len(item))
             return function(table, *resolved)
 
         return checked
 
     def _expref(self, node: AstNode) -> Fn:
         expression = node["children"][0]
-        reference = _Expression(expression, self.compile(expression), self.functions)
+        reference = _Expression(expression, self.compile(expression), self.functions,
+                                self.budget)
         return lambda value: reference
 
 

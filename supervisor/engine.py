@@ -13,9 +13,10 @@ from typing import Any, NamedTuple
 
 from jmespath.exceptions import JMESPathError
 
-from supervisor.compiler import Fn, compile_ast, truthy
+from supervisor.compiler import Budget, Fn, OverBudget, compile_ast, truthy
 from supervisor.errors import Problem, RuleError
 from supervisor.functions import RuleFunctions
+from supervisor.limits import Limits
 from supervisor.merge import State
 from supervisor.model import Rule, RuleSet, Subject, Template
 from supervisor.registry import SUMMARY_STATES
@@ -91,21 +92,29 @@ def fingerprint(rule: str, subject: Subject) -> str:
 
 
 def evaluate(
-    state: State, rules: RuleSet, *, trace: Container[Subject] = (), reference: bool = False
+    state: State, rules: RuleSet, *, trace: Container[Subject] = (), reference: bool = False,
+    limits: Limits | None = None,
 ) -> Evaluation:
     """Every rule, in order, over every subject of its kind; then root causes overrule symptoms.
 
     Outcomes are kept only for the subjects in `trace` (explain asks for one subject).
     `reference` evaluates matchers with jmespath's own interpreter instead of the compiled
-    closures: slower, and the yardstick the tests hold the fast path to.
+    closures: slower, unbudgeted, and the yardstick the tests hold the fast path to. Each rule
+    has a budget of work (`limits.rule_steps` per subject, `limits.rule_steps_total` over all
+    of them); a rule that spends it fails with an error naming it, and its other subjects are
+    not evaluated.
     """
+    limits = limits or Limits()
     # Closures are built per evaluation, since functions bind its "now"; that costs well under
     # a millisecond per rule, against the interpreter's per-node dispatch on every subject.
     functions = RuleFunctions(state.now)
     build = _interpreted(functions) if reference else partial(compile_ast, functions=functions)
-    matchers = {rule.id: build(rule.ast) for rule in rules.rules if rule.enabled}
+    budgets = {rule.id: Budget(limits.rule_steps, limits.rule_steps_total)
+               for rule in rules.rules if rule.enabled}
+    matchers = {rule.id: build(rule.ast, budget=budgets[rule.id])
+                for rule in rules.rules if rule.enabled}
     reasons = {
-        rule.id: [build(ast) for ast in rule.reason.expressions]
+        rule.id: [build(ast, budget=budgets[rule.id]) for ast in rule.reason.expressions]
         for rule in rules.rules if rule.enabled and rule.reason is not None
     }
     # One document per subject, built on first use and shared by every rule of its kind.
@@ -119,7 +128,7 @@ def evaluate(
     for order, rule in enumerate(rules.rules):
         if not rule.enabled:
             continue
-        matcher, params = matchers[rule.id], rule.params
+        matcher, params, budget = matchers[rule.id], rule.params, budgets[rule.id]
         subjects = state.subjects[rule.kind]
         documents = documents_by_kind.get(rule.kind)
         if documents is None:
@@ -127,6 +136,7 @@ def evaluate(
         for subject, document in zip(subjects, documents, strict=True):
             document["params"] = params
             key = "match"
+            budget.renew()
             try:
                 value = matcher(document)
                 if tracing and subject in trace:
@@ -138,6 +148,9 @@ def evaluate(
             except (JMESPathError, ValueError, TypeError) as error:
                 failures[rule.id].append((key, f"{subject.kind} {subject.id}: {error}"))
                 continue
+            except OverBudget as spent:
+                failures[rule.id].insert(0, (key, _over_budget(spent, subject)))
+                break  # the rest would cost as much: one message, and on to the next rule
             fired.append((rule, Recommendation(
                 subject=subject, condition=rule.condition, event=rule.event, action=rule.action,
                 severity=rule.severity, rule=rule.id, reason=reason,
@@ -170,12 +183,20 @@ def evaluate(
     )
 
 
-def _interpreted(functions: RuleFunctions) -> Callable[[Any], Fn]:
+def _over_budget(spent: OverBudget, subject: Subject) -> str:
+    scope = "left of its budget over all subjects" if spent.total else "per subject"
+    variable = "SUPERVISOR_MAX_RULE_STEPS" + ("_TOTAL" if spent.total else "")
+    return (f"{subject.kind} {subject.id}: stopped: the rule's work exceeds its budget of "
+            f"{spent.steps} steps {scope} (projections nested over large lists?); "
+            f"raise {variable} if that is right")
+
+
+def _interpreted(functions: RuleFunctions) -> Callable[..., Fn]:
     from supervisor.reference import interpreter as reference_interpreter
 
     interpreter = reference_interpreter(functions)
 
-    def build(ast: Any) -> Fn:
+    def build(ast: Any, budget: Budget | None = None) -> Fn:
         return lambda document: interpreter.visit(ast, document)
 
     return build

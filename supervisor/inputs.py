@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from supervisor.engine import Evaluation, evaluate
 from supervisor.errors import InputError, Problem, SupervisorError
 from supervisor.inventory import load_inventory
+from supervisor.limits import current
 from supervisor.merge import State
 from supervisor.model import Inventory, RuleSet, Subject, World
 from supervisor.rules import default_rules_dir, load_rules
@@ -101,7 +102,7 @@ def evaluate_inputs(inputs: Inputs, *, clock: datetime | None = None,
     gc.disable()
     try:
         loaded = load(inputs, clock=clock, progress=progress)
-        return loaded, evaluate(loaded.state, loaded.rules, trace=trace)
+        return loaded, evaluate(loaded.state, loaded.rules, trace=trace, limits=current())
     finally:
         if enabled:
             gc.enable()

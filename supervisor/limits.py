@@ -23,6 +23,10 @@ class Limits(NamedTuple):
     string_chars: int = 1024 * 1024  # one string in any file
     nodes: int = 10_000  # in the inventory, or in the world
     services: int = 1_000_000  # in the inventory, or in the world
+    # Work of one rule's matcher (see compiler.Budget): per subject, and over all its subjects.
+    # A default rule spends a few steps per subject; a million is some 0.1 s of Python.
+    rule_steps: int = 1_000_000
+    rule_steps_total: int = 50_000_000
 
 
 VARIABLES = {
@@ -32,6 +36,8 @@ VARIABLES = {
     "string_chars": "SUPERVISOR_MAX_STRING_CHARS",
     "nodes": "SUPERVISOR_MAX_NODES",
     "services": "SUPERVISOR_MAX_SERVICES",
+    "rule_steps": "SUPERVISOR_MAX_RULE_STEPS",
+    "rule_steps_total": "SUPERVISOR_MAX_RULE_STEPS_TOTAL",
 }
 
 

@@ -91,6 +91,8 @@ class _Checker:
     def __init__(self, rule: Rule, problems: list[Problem]) -> None:
         self.rule, self.problems = rule, problems
         self.elements: list[str] = []  # the lists whose elements are being looked into
+        self.in_filters = 0  # how many filter conditions enclose the node being checked
+        self.nesting_reported = False
 
     def report(self, key: str, message: str) -> None:
         self.problems.append(self.rule.problem(key, message))
@@ -111,10 +113,15 @@ class _Checker:
         if kind in ("projection", "filter_projection"):
             left = self.check(children[0], shape, key, path)
             element = left[0] if isinstance(left, list) else None
+            self.nested(key)
             self.elements.append(_extend(path, children[0]) or "the list")
             try:
                 if kind == "filter_projection":
-                    self.check(children[2], element, key)
+                    self.in_filters += 1
+                    try:
+                        self.check(children[2], element, key)
+                    finally:
+                        self.in_filters -= 1
                 return [self.check(children[1], element, key)]
             finally:
                 self.elements.pop()
@@ -142,6 +149,18 @@ class _Checker:
         for child in children:  # and, or, not, multi-select lists
             self.check(child, shape, key, path)
         return None
+
+    def nested(self, key: str) -> None:
+        """A projection inside a filter's condition, or three deep: evaluated once per element
+        of each enclosing list, its work is the product of their lengths. (A chain such as
+        `a[*].b[*]` walks each inner list once and is not reported.)"""
+        depth = len(self.elements) + 1
+        if self.nesting_reported or not (depth >= 3 or (depth == 2 and self.in_filters)):
+            return
+        self.nesting_reported = True
+        self.report(key, f"projections nested {depth} deep: the work is the product of the "
+                    "lists' lengths, unbounded as they grow; evaluation stops at the rule's "
+                    "budget (SUPERVISOR_MAX_RULE_STEPS steps per subject)")
 
     def field(self, name: str, shape: Shape, key: str, path: str) -> Shape:
         shown = f"{path}.{name}" if path else name
