@@ -1,13 +1,15 @@
 """The command line. Thin: it parses options, calls the core, and picks a reporter.
 
-Heavy modules (yaml, jsonschema, jmespath) are imported inside the commands, so that `--help`
-and `--version` stay fast.
+What every command shares lives here: the app, the input options and their defaults, how they
+resolve, and how errors are reported. The commands themselves live in their own modules
+(`commands/` for the top-level concerns, `<subpackage>/commands` beside the rest) and are
+registered at the end. Heavy modules (yaml, jsonschema, jmespath) are imported inside the
+commands, so that `--help` and `--version` stay fast.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 import time
@@ -133,6 +135,31 @@ FailOnOpt = Annotated[
                  help="Exit 1 when the summary state is this bad or worse."),
 ]
 
+
+# The options `run` keeps its state with, which `remediate` names too, to find what run wrote;
+# each says in its own words what it does with them.
+def events_option(what: str) -> Any:
+    return typer.Option("--events", metavar="PATH", show_default=False,
+                        help=f"{what} [env SUPERVISOR_EVENTS; default {DEFAULT_EVENTS}]")
+
+
+def checkpoint_option(what: str) -> Any:
+    return typer.Option("--checkpoint", metavar="PATH", show_default=False,
+                        help=f"{what} [env SUPERVISOR_CHECKPOINT; default {DEFAULT_CHECKPOINT}]")
+
+
+def instance_option(what: str, default: str) -> Any:
+    return typer.Option("--instance", metavar="NAME", show_default=False,
+                        help=f"{what} [env SUPERVISOR_INSTANCE; default: {default}]")
+
+
+def from_env(option: Path | None, variable: str, default: Path) -> Path:
+    """An option's path: the option, then $variable, then the default."""
+    if option is not None:
+        return option
+    return Path(os.environ[variable]) if os.environ.get(variable) else default
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -168,7 +195,7 @@ def gather(
     if scenario is not None and not scenario.is_dir():
         raise InputError([Problem(str(scenario), message="scenario directory does not exist")])
     env = os.environ
-    rules = rules or _env_rules()
+    rules = rules or env_rules()
     if scenario is not None:
         from supervisor.scenarios import EXPECT_FILE, load_expectation
 
@@ -216,28 +243,12 @@ def _history(option: Path | None, scenario: Path | None) -> Path | None:
     return Path(variable) if variable else DEFAULT_REMEDIATIONS
 
 
-class _Progress:
-    """A count of world records on stderr while they load: on a terminal only, and only for
-    worlds large enough to take a while."""
 
-    AFTER = 5000  # records
-
-    def __init__(self) -> None:
-        self.shown = False
-
-    def __call__(self, count: int) -> None:
-        if count >= self.AFTER:
-            sys.stderr.write(f"\rreading the world: {count} records")
-            sys.stderr.flush()
-            self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")  # clear the progress line
-            sys.stderr.flush()
+def env_rules() -> list[Path]:
+    return [Path(part) for part in os.environ.get("SUPERVISOR_RULES", "").split(":") if part]
 
 
-def _error_metrics(path: Path | None, error: SupervisorError, started: float) -> None:
+def error_metrics(path: Path | None, error: SupervisorError, started: float) -> None:
     """Bad input still leaves a metrics file, so that an alert can fire on it."""
     if path is None:
         return
@@ -267,392 +278,18 @@ def root(
         raise typer.Exit(0)
 
 
-@app.command("eval")
-@reporting_errors
-def eval_command(
-    scenario: ScenarioArg = None,
-    inventory: InventoryOpt = None,
-    world: WorldOpt = None,
-    rules: RulesOpt = None,
-    no_default_rules: NoDefaultRulesOpt = False,
-    now: NowOpt = None,
-    max_age: MaxAgeOpt = None,
-    max_skew: MaxSkewOpt = None,
-    remediations: RemediationsOpt = None,
-    output: FormatOpt = Format.table,
-    fail_on: FailOnOpt = None,
-    metrics_file: MetricsOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """Print the recommendations and the summary state."""
-    from supervisor.engine import reached
-    from supervisor.inputs import evaluate_inputs
-    from supervisor.report import render_table, to_json
-    from supervisor.terminal import use_colour
-
-    started = time.monotonic()
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations, max_skew)
-    progress = _Progress()
-    try:
-        loaded, evaluation = evaluate_inputs(
-            inputs, progress=progress if sys.stderr.isatty() else None)
-    except SupervisorError as error:
-        _error_metrics(metrics_file, error, started)
-        raise
-    finally:
-        progress.done()
-    if metrics_file is not None:
-        from supervisor.metrics import Snapshot, write_metrics
-
-        write_metrics(metrics_file, Snapshot.of(evaluation, loaded.state.world.observed_at,
-                                                time.monotonic() - started))
-    if not quiet and output is Format.json:
-        sys.stdout.write(to_json(evaluation.to_json()))
-    elif not quiet:
-        sys.stdout.write(render_table(evaluation, colour=use_colour(sys.stdout)))
-    if fail_on is not None and reached(evaluation.summary, fail_on.value):
-        raise typer.Exit(1)
-
-
-@app.command("explain")
-@reporting_errors
-def explain_command(
-    subject: Annotated[
-        str, typer.Argument(metavar="SUBJECT", help="<node>/<service>, a service name, a node "
-                            "name, or 'world' (node:, service:, world: tell them apart).")
-    ],
-    scenario: ScenarioArg = None,
-    inventory: InventoryOpt = None,
-    world: WorldOpt = None,
-    rules: RulesOpt = None,
-    no_default_rules: NoDefaultRulesOpt = False,
-    now: NowOpt = None,
-    max_age: MaxAgeOpt = None,
-    max_skew: MaxSkewOpt = None,
-    remediations: RemediationsOpt = None,
-    output: FormatOpt = Format.table,
-    context: Annotated[
-        bool, typer.Option("--context", help="Print the document the matchers see, as JSON."),
-    ] = False,
-) -> None:
-    """Show why each rule fired, did not match, or was overruled."""
-    from supervisor.engine import evaluate
-    from supervisor.explain import explain, resolve
-    from supervisor.inputs import load
-    from supervisor.report import render_explanation, to_json
-    from supervisor.terminal import use_colour
-
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations, max_skew)
-    loaded = load(inputs)
-    target = resolve(loaded.state, subject)  # before evaluating: a typo should fail fast
-    evaluation = evaluate(loaded.state, loaded.rules, trace={target})
-    explanation = explain(loaded.state, loaded.rules, evaluation, target)
-    if context:
-        sys.stdout.write(to_json(explanation.context))
-    elif output is Format.json:
-        sys.stdout.write(to_json(explanation.to_json()))
-    else:
-        sys.stdout.write(render_explanation(explanation, colour=use_colour(sys.stdout)))
-
-
-@app.command("validate")
-@reporting_errors
-def validate_command(
-    scenario: ScenarioArg = None,
-    inventory: InventoryOpt = None,
-    world: WorldOpt = None,
-    rules: RulesOpt = None,
-    no_default_rules: NoDefaultRulesOpt = False,
-    now: NowOpt = None,
-    max_age: MaxAgeOpt = None,
-    max_skew: MaxSkewOpt = None,
-    remediations: RemediationsOpt = None,
-    strict: Annotated[
-        bool,
-        typer.Option("--strict", help="Also lint the rules: paths not in the document, unknown "
-                     "or non-numeric params, rules that can never fire."),
-    ] = False,
-    rules_only: Annotated[
-        bool,
-        typer.Option("--rules-only", help="Check the rules alone, without an inventory or a "
-                     "world (also what happens when none is given and ./hosts does not exist)."),
-    ] = False,
-) -> None:
-    """Check inventory, world and rules; report every problem."""
-    from supervisor.engine import evaluate
-    from supervisor.errors import Problem, RuleError
-    from supervisor.inputs import load
-    from supervisor.terminal import counted
-
-    if rules_only or _rules_alone(scenario, inventory, world, rules):
-        from supervisor.inputs import Inputs
-        from supervisor.rules import load_rules
-
-        inputs = Inputs(inventory=Path(), world=Path(), rules=tuple(rules or _env_rules()),
-                        default_rules=not no_default_rules, max_age=max_age)
-        rule_set = load_rules(inputs.rule_sources(), params=inputs.params())
-        if strict:
-            from supervisor.lint import lint
-
-            if found_alone := lint(rule_set):
-                raise RuleError(found_alone)
-        enabled = sum(rule.enabled for rule in rule_set.rules)
-        sys.stdout.write(f"valid: {counted(enabled, 'rule')}, checked alone (no inventory or "
-                         f"world){'' if strict else '; --strict also lints them'}\n")
-        return
-
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations, max_skew)
-    loaded = load(inputs)
-    found: list[Problem] = []
-    if strict:
-        from supervisor.lint import lint
-
-        # Lint first: a typo it names is usually why a matcher fails on real data below.
-        found.extend(lint(loaded.rules))
-    try:
-        # Evaluating too catches matchers that only fail on real data (a type error, say).
-        from supervisor.limits import current
-
-        evaluate(loaded.state, loaded.rules, limits=current())
-    except RuleError as error:
-        found.extend(error.problems)
-    if found:
-        raise RuleError(found)
-    state = loaded.state
-    sys.stdout.write(
-        f"valid: {counted(len(state.inventory.nodes), 'node')} and "
-        f"{counted(len(state.inventory.services), 'service')} declared, "
-        f"{counted(len(state.world.services), 'service')} observed, "
-        f"{counted(sum(rule.enabled for rule in loaded.rules.rules), 'rule')}\n"
-    )
-
-
-def _rules_alone(scenario: Path | None, inventory: Path | None, world: Path | None,
-                 rules: list[Path] | None) -> bool:
-    """`validate --rules DIR` with nothing else to read: check the rule files alone, as
-    `promtool check rules` does, instead of failing on a missing ./hosts."""
-    env = os.environ
-    named = scenario or inventory or world or env.get("SUPERVISOR_INVENTORY") \
-        or env.get("SUPERVISOR_WORLD")
-    return bool(rules or _env_rules()) and not named and not DEFAULT_INVENTORY.exists()
-
-
-def _env_rules() -> list[Path]:
-    return [Path(part) for part in os.environ.get("SUPERVISOR_RULES", "").split(":") if part]
-
-
-@app.command("test")
-@reporting_errors
-def test_command(
-    scenarios: Annotated[
-        list[Path] | None,
-        typer.Argument(metavar="[SCENARIO_DIR]...", show_default=False,
-                       help="Scenario directories, or directories of them. [default: ./fixtures]"),
-    ] = None,
-    rules: RulesOpt = None,
-    junit: Annotated[
-        Path | None,
-        typer.Option("--junit", metavar="FILE", help="Also write the results as JUnit XML."),
-    ] = None,
-    coverage: Annotated[
-        bool, typer.Option("--coverage", help="List the rules that fired in no scenario."),
-    ] = False,
-    min_coverage: Annotated[
-        float | None,
-        typer.Option("--min-coverage", metavar="PCT", show_default=False,
-                     help="Fail when fewer than PCT percent of the rules fired somewhere."),
-    ] = None,
-    update: Annotated[
-        bool,
-        typer.Option("--update", help="Accept the current recommendations: rewrite each "
-                     "failing expect.yaml in place, comments kept (showing the diff)."),
-    ] = False,
-) -> None:
-    """Run scenarios (hosts/, world/, expect.yaml) and compare."""
-    from supervisor import testrun
-
-    rules = rules or _env_rules()
-    directories = testrun.discover(scenarios or [Path("fixtures")])
-    report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
-    if update:
-        from supervisor.accept import accept
-
-        for result in report.results:
-            accepted = accept(result)
-            sys.stdout.write(accepted.diff)
-            if accepted.refused:
-                sys.stderr.write(f"{accepted.refused}\n")
-        report = testrun.run_all(directories, extra_rules=tuple(rules or ()))
-    sys.stdout.write(testrun.render(report))
-    if coverage or min_coverage is not None:
-        sys.stdout.write(testrun.render_coverage(report))
-    if junit is not None:
-        testrun.write_junit(report, junit)
-    if report.errors:
-        raise typer.Exit(2)
-    covered = report.coverage()
-    if report.failed or (min_coverage is not None and (covered is None or covered < min_coverage)):
-        raise typer.Exit(1)
-
-
-@app.command("run")
-@reporting_errors
-def run_command(
-    scenario: ScenarioArg = None,
-    once: Annotated[bool, typer.Option("--once", help="Run once and exit (for cron and "
-                                       "systemd timers). The default.")] = False,
-    interval: Annotated[
-        float | None,
-        typer.Option("--interval", metavar="SECONDS", show_default=False,
-                     help="Run every SECONDS on a fixed schedule until SIGTERM or SIGINT."),
-    ] = None,
-    events: Annotated[
-        Path | None,
-        typer.Option("--events", metavar="PATH", show_default=False,
-                     help="The append-only event log. [env SUPERVISOR_EVENTS; default "
-                     "/tmp/agent-events.log]"),
-    ] = None,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option("--checkpoint", metavar="PATH", show_default=False,
-                     help="The checkpoint. [env SUPERVISOR_CHECKPOINT; default "
-                     "/tmp/supervisor-checkpoint.json]"),
-    ] = None,
-    inventory: InventoryOpt = None,
-    world: WorldOpt = None,
-    rules: RulesOpt = None,
-    no_default_rules: NoDefaultRulesOpt = False,
-    now: NowOpt = None,
-    max_age: MaxAgeOpt = None,
-    max_skew: MaxSkewOpt = None,
-    remediations: RemediationsOpt = None,
-    watch_changes: Annotated[
-        bool,
-        typer.Option("--watch", help="Run again whenever the inventory, world or rules change; "
-                     "--interval (default 60) still runs as a heartbeat."),
-    ] = False,
-    metrics_file: MetricsOpt = None,
-    quiet: QuietOpt = False,
-    instance: Annotated[
-        str | None,
-        typer.Option("--instance", metavar="NAME", show_default=False,
-                     help="This supervisor's name on its log lines; it reads only its own, so "
-                     "several may share a log. [env SUPERVISOR_INSTANCE; default: from the "
-                     "inventory and checkpoint paths]"),
-    ] = None,
-    lock_timeout: Annotated[
-        float,
-        typer.Option("--lock-timeout", metavar="SECONDS",
-                     help="Wait at most this long for the checkpoint's and the log's locks."),
-    ] = 30.0,
-) -> None:
-    """Evaluate now; append what changed to the event log."""
-    from supervisor.errors import InputError, Problem
-    from supervisor.transitions import (
-        INSTANCE,
-        Paths,
-        RunReport,
-        Stopper,
-        default_instance,
-        loop,
-        run_once,
-    )
-    from supervisor.watching import watch
-
-    if once and (interval is not None or watch_changes):
-        raise InputError([Problem("--once", message="excludes --interval and --watch")])
-    if interval is not None and not 0 < interval < math.inf:
-        raise InputError([Problem("--interval", message="must be a positive number of seconds")])
-    if not 0 <= lock_timeout < math.inf:
-        raise InputError([Problem("--lock-timeout", message="must be a number of seconds, 0 "
-                                  "or more")])
-    for option, value in (("--events", events), ("--checkpoint", checkpoint)):
-        if value is not None and str(value) in ("", "."):  # typer reads "" as "."
-            raise InputError([Problem(option, message="names no file")])
-    inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age,
-                    remediations, max_skew)
-    env = os.environ
-    paths = Paths(
-        events=events or Path(env.get("SUPERVISOR_EVENTS") or DEFAULT_EVENTS),
-        checkpoint=checkpoint or Path(env.get("SUPERVISOR_CHECKPOINT") or DEFAULT_CHECKPOINT),
-    )
-    instance = instance or env.get("SUPERVISOR_INSTANCE") or default_instance(
-        inputs.inventory, paths.checkpoint)
-    if not INSTANCE.fullmatch(instance):
-        raise InputError([Problem("--instance", message=f"{instance!r} is not a name: up to 64 "
-                                  "letters, digits and . _ : @ -, starting with a letter or "
-                                  "digit")])
-
-    def warn(message: str) -> None:
-        from supervisor.terminal import printable
-
-        sys.stderr.write(f"{printable(message)}\n")  # problems quote the inputs
-
-    def report(result: RunReport, started: float) -> None:
-        if metrics_file is not None:
-            from supervisor.metrics import write_metrics
-
-            write_metrics(metrics_file, result.snapshot(time.monotonic() - started))
-        if not quiet:
-            sys.stdout.write(f"{result.line()}\n")
-            sys.stdout.flush()
-
-    if interval is None and not watch_changes:
-        started = time.monotonic()
-        try:
-            report(run_once(inputs, paths, instance=instance, warn=warn,
-                            lock_timeout=lock_timeout), started)
-        except SupervisorError as error:
-            _error_metrics(metrics_file, error, started)
-            raise
-        return
-    from supervisor.eventlog import EventLog
-    from supervisor.retry import Retrying
-
-    stopper = Stopper()
-    retrying = Retrying(EventLog(paths.events, lock_timeout=lock_timeout,
-                                 cancelled=lambda: stopper.stopping),
-                        instance, interval or 60.0, warn, lambda: stopper.stopping,
-                        stopper.sleep_until)
-
-    # Watching, the process keeps its inputs and evaluation and redoes only what changed.
-    kept = None
-    if watch_changes:
-        from supervisor.incremental import Incremental
-
-        kept = Incremental()
-
-    def attempt() -> None:
-        started = time.monotonic()
-        result = run_once(inputs, paths, instance=instance, warn=warn, keep_going=True,
-                          lock_timeout=lock_timeout, cancelled=lambda: stopper.stopping,
-                          source=kept)
-        for problem in result.problems:
-            warn(str(problem))
-        report(result, started)
-
-    def cycle() -> None:
-        retrying(attempt)  # never exits on an operational error: reports, backs off, retries
-
-    if watch_changes:
-        watched = [inputs.inventory, inputs.world if inputs.world.is_dir() else
-                   inputs.world.parent, *inputs.rules]
-        ignored = {paths.events, paths.checkpoint, paths.lock}
-        if metrics_file is not None:
-            ignored.add(metrics_file)
-        watch(cycle, [p for p in watched if p.exists()], ignored, interval or 60.0, stopper,
-              noticed=kept.notice if kept is not None else None)
-    else:
-        loop(cycle, interval or 60.0, stopper)
-
-
-app.add_typer(observe_app, name="observe")
-app.add_typer(import_app, name="import")
+# The command modules import their options from above, so they are registered last, each wrapped
+# in the error reporting; the order here is the order `--help` lists them in.
+from supervisor.commands import evaluation, run
 from supervisor.remediation.commands import app as remediation_app
 
+app.command("eval")(reporting_errors(evaluation.eval_command))
+app.command("explain")(reporting_errors(evaluation.explain_command))
+app.command("validate")(reporting_errors(evaluation.validate_command))
+app.command("test")(reporting_errors(evaluation.test_command))
+app.command("run")(reporting_errors(run.run_command))
+app.add_typer(observe_app, name="observe")
+app.add_typer(import_app, name="import")
 app.add_typer(remediation_app)
 app.add_typer(notify_app, name="notify")
 

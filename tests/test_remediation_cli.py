@@ -190,7 +190,8 @@ def test_the_remediate_unit_acts_on_the_lines_the_run_unit_writes(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Remediation reads only the lines of run's instance, named from the inventory and
     checkpoint paths: the two shipped units must resolve the same one, and share their files."""
-    from supervisor.remediation.commands import _instance, _path
+    from supervisor.cli import from_env
+    from supervisor.remediation.commands import _instance
 
     def instance(unit: str) -> str:
         environment = _unit_environment(unit)
@@ -199,7 +200,7 @@ def test_the_remediate_unit_acts_on_the_lines_the_run_unit_writes(
         for variable, value in environment.items():
             monkeypatch.setenv(variable, value)
         return _instance(None, Path(environment["SUPERVISOR_INVENTORY"]),
-                         _path(None, "SUPERVISOR_CHECKPOINT", DEFAULT_CHECKPOINT))
+                         from_env(None, "SUPERVISOR_CHECKPOINT", DEFAULT_CHECKPOINT))
 
     assert instance("homelab-supervisor-remediate.service") == instance(
         "homelab-supervisor.service")

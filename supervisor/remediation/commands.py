@@ -28,7 +28,11 @@ from supervisor.cli import (
     RulesOpt,
     ScenarioArg,
     WorldOpt,
+    checkpoint_option,
+    events_option,
+    from_env,
     gather,
+    instance_option,
     reporting_errors,
 )
 from supervisor.errors import SupervisorError
@@ -40,29 +44,16 @@ DEFAULT_POLICY = Path("policy")
 
 InstanceOpt = Annotated[
     str | None,
-    typer.Option("--instance", metavar="NAME", show_default=False,
-                 help="The supervisor whose recommendations to act on, as `run --instance`. "
-                 "[env SUPERVISOR_INSTANCE; default: run's, from the inventory and checkpoint "
-                 "paths]"),
+    instance_option("The supervisor whose recommendations to act on, as `run --instance`.",
+                    "run's, from the inventory and checkpoint paths"),
 ]
-EventsOpt = Annotated[
-    Path | None,
-    typer.Option("--events", metavar="PATH", show_default=False,
-                 help="The event log `run` keeps. [env SUPERVISOR_EVENTS; default "
-                 "/tmp/agent-events.log]"),
-]
+EventsOpt = Annotated[Path | None, events_option("The event log `run` keeps.")]
 HoldsOpt = Annotated[
     Path | None,
     typer.Option("--holds", metavar="PATH", show_default=False,
                  help="The holds file. [env SUPERVISOR_HOLDS; default "
                  "/tmp/supervisor-holds.json]"),
 ]
-
-
-def _path(option: Path | None, variable: str, default: Path) -> Path:
-    if option is not None:
-        return option
-    return Path(os.environ[variable]) if os.environ.get(variable) else default
 
 
 @app.command("remediate")
@@ -98,9 +89,7 @@ def remediate_command(
     events: EventsOpt = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option("--checkpoint", metavar="PATH", show_default=False,
-                     help="run's checkpoint; only its path is used, to name run's instance. "
-                     "[env SUPERVISOR_CHECKPOINT; default /tmp/supervisor-checkpoint.json]"),
+        checkpoint_option("run's checkpoint; only its path is used, to name run's instance."),
     ] = None,
     instance: InstanceOpt = None,
     holds: HoldsOpt = None,
@@ -127,14 +116,14 @@ def remediate_command(
     if policy is None:
         policy = [DEFAULT_POLICY] if DEFAULT_POLICY.is_dir() else []
     policies = load_policies(policy) if policy else PolicySet()
-    history = _path(remediations, "SUPERVISOR_REMEDIATIONS", DEFAULT_REMEDIATIONS)
+    history = from_env(remediations, "SUPERVISOR_REMEDIATIONS", DEFAULT_REMEDIATIONS)
     inputs = gather(scenario, inventory, world, rules, no_default_rules, now, max_age, history)
     setup = Setup(
         instance=_instance(instance, inputs.inventory,
-                           _path(checkpoint, "SUPERVISOR_CHECKPOINT", DEFAULT_CHECKPOINT)),
+                           from_env(checkpoint, "SUPERVISOR_CHECKPOINT", DEFAULT_CHECKPOINT)),
         inputs=inputs,
-        events=_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS),
-        holds=_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
+        events=from_env(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS),
+        holds=from_env(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
         remediations=history,
         policies=policies, execute=execute, endpoints=_endpoints(node),
     )
@@ -201,7 +190,7 @@ def _subject(text: str, inventory: Path | None, *, warn: bool = False) -> str:
     from supervisor.errors import InputError, Problem
     from supervisor.inventory import load_inventory
 
-    path = _path(inventory, "SUPERVISOR_INVENTORY", Path("hosts"))
+    path = from_env(inventory, "SUPERVISOR_INVENTORY", Path("hosts"))
     if not path.is_dir() or ("/" in text and not warn):
         return text
     try:
@@ -242,7 +231,7 @@ def hold_command(
     from supervisor.remediation.cycle import wall_clock
     from supervisor.remediation.holds import place
 
-    placed = place(_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
+    placed = place(from_env(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS),
                    _subject(subject, inventory, warn=True), wall_clock(),
                    until=until, reason=reason)
     lapse = f" until {placed.until}" if placed.until else " until released"
@@ -258,7 +247,7 @@ def release_command(subject: SubjectArg, holds: HoldsOpt = None,
     from supervisor.remediation.cycle import wall_clock
     from supervisor.remediation.holds import release
 
-    path = _path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS)
+    path = from_env(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS)
     subject = _subject(subject, inventory)
     if release(path, subject, wall_clock()) is None:
         raise InputError([Problem(str(path), message=f"no hold on {subject!r}")])
@@ -280,7 +269,7 @@ def holds_command(
 
     now = wall_clock()
     active = [hold for _, hold in sorted(
-        read_holds(_path(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS)).items()) if hold.active(now)]
+        read_holds(from_env(holds, "SUPERVISOR_HOLDS", DEFAULT_HOLDS)).items()) if hold.active(now)]
     if output is Format.json:
         sys.stdout.write(json.dumps([{"subject": hold.subject, **hold.to_json()}
                                      for hold in active], indent=2) + "\n")
@@ -313,7 +302,7 @@ def remediations_command(
     from supervisor.eventlog import EventLog
     from supervisor.remediation.history import parsed, replay
 
-    log = EventLog(_path(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS))
+    log = EventLog(from_env(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS))
     attempts = list(replay(parsed(log, instance), instance).attempts.values())[-limit:]
     if output is Format.json:
         sys.stdout.write(json.dumps([{**a.to_document(), "subject": a.subject,
