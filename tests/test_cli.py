@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,22 @@ def test_max_age_must_be_a_real_number_of_seconds(cli: CliRunner, value: str) ->
     result = cli.invoke(app, ["eval", str(HOMELAB), "--max-age", value])
     assert result.exit_code == 2
     assert "--max-age: must be a number of seconds, 0 or more" in result.stderr
+
+
+# What `supervisor --help` must not pay for: each is imported inside the command that needs it.
+HEAVY_MODULES = ("yaml", "jsonschema", "jsonschema_rs", "jmespath", "docker", "requests", "apprise",
+                 "watchfiles", "orjson")
+
+
+def test_help_imports_no_heavy_module() -> None:
+    # A fresh interpreter: this test process has long since imported everything.
+    code = ("import json, sys\nfrom supervisor.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"print(json.dumps([sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules),\n"
+            "                  'supervisor.commands.run' in sys.modules]), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    heavy, registered = json.loads(result.stderr)
+    assert heavy == []
+    assert registered  # the commands were registered, so their modules' imports were counted
+    assert "eval" in result.stdout and "remediate" in result.stdout
