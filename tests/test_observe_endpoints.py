@@ -96,6 +96,35 @@ def test_a_missing_socket_fails_naming_node_and_endpoint(tmp_path: Path) -> None
                                  f"{tmp_path}/none.sock (is the engine running?)")
 
 
+@pytest.mark.parametrize("engine", ["missing", "refusing"])
+def test_an_engine_not_there_leaves_no_socket_to_the_garbage_collector(
+        tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK dropped the socket of a failed connect unclosed, in a reference cycle: its
+    ResourceWarning surfaced at whatever collection came next, failing some later test."""
+    import gc
+    import socket
+    import warnings
+
+    path = tmp_path / "engine.sock"
+    bound = socket.socket(socket.AF_UNIX)
+    if engine == "refusing":
+        bound.bind(str(path))  # bound, not listening: the connect is refused
+    unraised: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda raised: unraised.append(raised.exc_value))
+    gc.collect()
+    gc.disable()  # only the collection below may find what the failure left
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(EndpointError):
+                connect(Endpoint("nas01", f"unix://{path}"), timeout=5)
+            gc.collect()
+    finally:
+        gc.enable()
+        bound.close()
+    assert [str(error) for error in unraised] == []
+
+
 def test_a_socket_nobody_answers_on_times_out(tmp_path: Path) -> None:
     import socket
 

@@ -200,7 +200,7 @@ def observe_endpoint(endpoint: Endpoint, now: datetime, timeout: float) -> tuple
     finally:
         client.close()
     if failure is not None:
-        collect_leaked_sockets()
+        collect_leaked_sockets(endpoint)
         raise EndpointError([endpoint.problem(failure)])
     services, warnings = service_records([c for c in inspected if c is not None])
     return NodeObservation(status="online", last_seen=now, services=services,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from supervisor.errors import Problem, SupervisorError
 from supervisor.model import NAME
@@ -118,22 +118,49 @@ def connect(endpoint: Endpoint, timeout: float = TIMEOUT_SECONDS) -> docker.Dock
     an endpoint that does not answer fails here, in words, rather than mid-observation."""
     import docker
 
+    close_failed_connects()
     try:
         return docker.DockerClient(base_url=endpoint.url, timeout=timeout,  # type: ignore[arg-type]
                                    use_ssh_client=endpoint.scheme == "ssh", max_pool_size=4)
     except engine_errors() as error:
         message = describe(error, endpoint, timeout)
-    collect_leaked_sockets()
+    collect_leaked_sockets(endpoint)
     raise EndpointError([endpoint.problem(message)])
 
 
-def collect_leaked_sockets() -> None:
-    """The SDK's unix transport does not close a socket whose connect failed; collect it now,
-    quietly, rather than have a ResourceWarning surface later at some random point. Call it
-    after the `except` block, once the traceback holding the socket is gone."""
+def close_failed_connects() -> None:
+    """The SDK's unix transport (docker 7.1) drops the socket of a failed connect (no socket,
+    refused, timed out) unclosed, in a reference cycle: its ResourceWarning then surfaced at
+    whichever garbage collection came next, in whatever thread or test ran then, and collecting
+    it quietly right after the failure lost the race to an automatic collection now and then.
+    So its `connect` is replaced, once, by one that closes the socket on every path."""
+    from docker.transport import unixconn
+
+    unixconn.UnixHTTPConnection.connect = _unix_connect  # type: ignore[method-assign]
+
+
+def _unix_connect(self: Any) -> None:
+    """`UnixHTTPConnection.connect`, closing its socket when the connect fails."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(self.timeout)
+        sock.connect(self.unix_socket)
+    except BaseException:
+        sock.close()
+        raise
+    self.sock = sock
+
+
+def collect_leaked_sockets(endpoint: Endpoint) -> None:
+    """The SDK's ssh transport leaves its `ssh` process, pipes and socket object to the garbage
+    collector when the connection fails; collect them now, quietly, rather than have a
+    ResourceWarning surface later at some random point. Call it after the `except` block, once
+    the traceback holding them is gone. Other transports leave nothing (`close_failed_connects`)."""
     import gc
     import warnings
 
+    if endpoint.scheme != "ssh":
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()

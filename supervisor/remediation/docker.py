@@ -70,7 +70,7 @@ class Docker:
         finally:
             client.close()
         if message is not None:
-            collect_leaked_sockets()
+            collect_leaked_sockets(endpoint)
             return Done(False, message)
         return Done(True, f"{operation}ed container {container} on node {context.node}")
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.observe.endpoints import collect_leaked_sockets
+from supervisor.observe.endpoints import close_failed_connects
 from support import UNDER_CI, need, wait_for
 
 IMAGE = "busybox-offline:1"
@@ -88,6 +88,7 @@ class Dockerd:
         if self._client is None:
             import docker
 
+            close_failed_connects()  # an engine not up yet leaves no socket to the collector
             self._client = docker.DockerClient(base_url=self.host, timeout=60)
         return self._client
 
@@ -173,7 +174,6 @@ def start_dockerd(root: Path) -> Dockerd:
         if engine._client is not None:
             engine._client.close()
             engine._client = None
-        collect_leaked_sockets()  # the SDK leaves the socket of a failed connect open
         return False
 
     try:

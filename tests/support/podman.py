@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.observe.endpoints import collect_leaked_sockets
 from support import UNDER_CI, need, wait_for
 from support.dockerd import Dockerd, dying_with_us, import_busybox
 
@@ -85,7 +84,6 @@ def _answers(engine: Dockerd) -> bool:
     if engine._client is not None:
         engine._client.close()
         engine._client = None
-    collect_leaked_sockets()
     return False
 
 
