@@ -115,13 +115,17 @@ def test_concurrent_runs_serialise(homelab: Path) -> None:
 @pytest.mark.slow
 def test_interval_stops_cleanly_on_sigterm(homelab: Path) -> None:
     state = homelab.parent / "state"
-    process = start(homelab, state, "--interval", "0.2")
-    time.sleep(1.5)
+    # Stopped once two runs are reported, not after a fixed sleep: under load, starting the
+    # interpreter alone took longer than the sleep did.
+    process = start(homelab, state, "--interval", "0.2",
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert process.stdout is not None
+    first = [process.stdout.readline(), process.stdout.readline()]
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
-    runs = out.splitlines()
+    runs = "".join(first + [out]).splitlines()
     assert len(runs) >= 2 and "nothing to do" in runs[-1]
     assert set(replay(state)) == set(expected(homelab))
 
