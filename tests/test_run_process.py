@@ -125,7 +125,7 @@ def test_interval_stops_cleanly_on_sigterm(homelab: Path) -> None:
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
-    runs = "".join(first + [out]).splitlines()
+    runs = "".join([*first, out]).splitlines()
     assert len(runs) >= 2 and "nothing to do" in runs[-1]
     assert set(replay(state)) == set(expected(homelab))
 
