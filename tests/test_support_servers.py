@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +42,26 @@ def test_mosquitto_delivers_to_a_subscriber(tmp_path: Path) -> None:
     with running_mosquitto(tmp_path / "mqtt") as broker, broker.subscribed("lab/#") as messages:
         publish.single("lab/probe", b"hello", qos=1, hostname="127.0.0.1", port=broker.port)
         wait_for(lambda: messages == [("lab/probe", b"hello")], what="the message")
+
+
+def test_a_server_that_exits_while_starting_fails_with_its_log(tmp_path: Path) -> None:
+    from support.servers import ServerProcess
+
+    server = ServerProcess("broken", tmp_path / "broken.log")
+    program = "import sys; sys.stderr.write('no such option'); sys.exit(3)"
+    with pytest.raises(AssertionError, match="broken exited: no such option"):
+        server.start([sys.executable, "-c", program], lambda: False, "nowhere")
+    server.stop()
+    assert server.popen is None
+
+
+def test_stop_ends_a_running_server_and_may_be_repeated(tmp_path: Path) -> None:
+    from support.servers import ServerProcess
+
+    server = ServerProcess("sleeper", tmp_path / "sleeper.log")
+    server.start([sys.executable, "-c", "import time; time.sleep(600)"], lambda: True, "nowhere")
+    popen = server.popen
+    assert popen is not None and popen.poll() is None
+    server.stop()
+    assert popen.returncode is not None and server.popen is None
+    server.stop()

@@ -20,14 +20,14 @@ import contextlib
 import json
 import subprocess
 import threading
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from support import free_port, need, wait_for
+from support import free_port, need
+from support.servers import ServerProcess, answers_http
 
 
 class Webhook:
@@ -79,7 +79,6 @@ class Alertmanager:
         self.webhook = webhook
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
         # `...` groups by every label: one notification per alert, easy to count.
         config = {
@@ -93,39 +92,19 @@ class Alertmanager:
         self.config = directory / "alertmanager.yml"
         self.config.write_text(json.dumps(config, indent=2))  # JSON is YAML
         self.log = directory / "alertmanager.log"
+        self.process = ServerProcess("Alertmanager", self.log)
 
     def start(self) -> None:
-        assert self.process is None, "already running"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.program, f"--config.file={self.config}",
-                 f"--storage.path={self.directory / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
-                 "--log.level=warn"],
-                stdout=log, stderr=log)
-        wait_for(self._ready, what=f"Alertmanager on {self.url} (log: {self.log})")
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"Alertmanager exited: {self.log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        self.process.start(
+            [self.program, f"--config.file={self.config}",
+             f"--storage.path={self.directory / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
+             "--log.level=warn"],
+            lambda: answers_http(f"{self.url}/-/ready"), self.url)
 
     def stop(self) -> None:
         """SIGTERM, as systemd would: Alertmanager saves silences and its notification log."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        self.process.stop()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()

@@ -13,12 +13,11 @@ the `notify` and `dev` extras), imported only when a test subscribes.
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from support import free_port, need, wait_for
+from support.servers import ServerProcess, listens
 
 
 class Mosquitto:
@@ -31,31 +30,14 @@ class Mosquitto:
         self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                                "persistence false\n")
         self.log = directory / "mosquitto.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = ServerProcess("mosquitto", self.log)
 
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([self.program, "-c", str(self.config)],
-                                            stdout=log, stderr=log)
-        wait_for(self._listening, what=f"mosquitto on port {self.port} (log: {self.log})")
-
-    def _listening(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"mosquitto exited: {self.log.read_text()}")
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+        self.process.start([self.program, "-c", str(self.config)],
+                           lambda: listens(self.port), f"port {self.port}")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        self.process.stop()
 
     @contextlib.contextmanager
     def subscribed(self, topic: str) -> Iterator[list[tuple[str, bytes]]]:

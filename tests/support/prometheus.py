@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from support import free_port, need, wait_for
+from support.servers import ServerProcess, answers_http
 
 
 class Website:
@@ -76,36 +76,14 @@ class Server:
         self.url = f"http://{self.address}"
         self.arguments = arguments
         self.log = directory / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = ServerProcess(name, self.log)
 
     def start(self, ready: str = "/") -> None:
-        assert self.process is None, f"{self.name} is already running"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.program, *self.arguments, f"--web.listen-address={self.address}"],
-                stdout=log, stderr=log)
-        wait_for(lambda: self._answers(ready), what=f"{self.name} on {self.url} (log: {self.log})")
-
-    def _answers(self, path: str) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"{self.name} exited: {self.log.read_text()}")
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        self.process.start([self.program, *self.arguments, f"--web.listen-address={self.address}"],
+                           lambda: answers_http(self.url + ready), self.url)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        self.process.stop()
 
 
 BLACKBOX_MODULES = """\
