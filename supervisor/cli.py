@@ -10,6 +10,7 @@ commands, so that `--help` and `--version` stay fast.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import time
@@ -158,6 +159,17 @@ def from_env(option: Path | None, variable: str, default: Path) -> Path:
     if option is not None:
         return option
     return Path(os.environ[variable]) if os.environ.get(variable) else default
+
+
+def check_schedule(once: bool, interval: float | None, watch_changes: bool) -> None:
+    """`--once`, `--interval` and `--watch`, as `run` and `remediate` both take them: --once is
+    the default spelt out, so it excludes the other two, and an interval is a positive number."""
+    from supervisor.errors import InputError, Problem
+
+    if once and (interval is not None or watch_changes):
+        raise InputError([Problem("--once", message="excludes --interval and --watch")])
+    if interval is not None and not 0 < interval < math.inf:
+        raise InputError([Problem("--interval", message="must be a positive number of seconds")])
 
 
 P = ParamSpec("P")

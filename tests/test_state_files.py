@@ -110,6 +110,18 @@ def test_an_empty_path_is_refused(paths: Paths, option: str) -> None:
     refused(once(paths, option, ""), f"{option}: names no file")
 
 
+@pytest.mark.parametrize(("extra", "text"), [
+    (("--once", "--interval", "5"), "--once: excludes --interval and --watch"),
+    (("--once", "--watch"), "--once: excludes --interval and --watch"),
+    (("--interval", "0"), "--interval: must be a positive number of seconds"),
+    (("--interval", "inf"), "--interval: must be a positive number of seconds"),
+])
+def test_a_schedule_that_cannot_be_kept_is_refused(paths: Paths, extra: tuple[str, ...],
+                                                   text: str) -> None:
+    refused(once(paths, *extra), text)
+    assert not paths.events.exists()  # refused before anything ran
+
+
 def test_a_state_directory_symlink_of_another_user_is_refused(paths: Paths,
                                                               tmp_path: Path) -> None:
     if os.geteuid() != 0:

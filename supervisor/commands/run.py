@@ -30,6 +30,7 @@ from supervisor.cli import (
     RulesOpt,
     ScenarioArg,
     WorldOpt,
+    check_schedule,
     checkpoint_option,
     error_metrics,
     events_option,
@@ -90,10 +91,7 @@ def run_command(
     )
     from supervisor.watching import watch
 
-    if once and (interval is not None or watch_changes):
-        raise InputError([Problem("--once", message="excludes --interval and --watch")])
-    if interval is not None and not 0 < interval < math.inf:
-        raise InputError([Problem("--interval", message="must be a positive number of seconds")])
+    check_schedule(once, interval, watch_changes)
     if not 0 <= lock_timeout < math.inf:
         raise InputError([Problem("--lock-timeout", message="must be a number of seconds, 0 "
                                   "or more")])

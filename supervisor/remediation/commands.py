@@ -6,7 +6,6 @@ modules are imported inside the commands, to keep start-up fast.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from supervisor.cli import (
     RulesOpt,
     ScenarioArg,
     WorldOpt,
+    check_schedule,
     checkpoint_option,
     events_option,
     from_env,
@@ -103,14 +103,10 @@ def remediate_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Act on recommendations by policy (dry run by default)."""
-    from supervisor.errors import InputError, Problem
     from supervisor.remediation.cycle import Setup, remediate_once
     from supervisor.remediation.policy import PolicySet, load_policies
 
-    if once and (interval is not None or watch_changes):
-        raise InputError([Problem("--once", message="excludes --interval and --watch")])
-    if interval is not None and not 0 < interval < math.inf:
-        raise InputError([Problem("--interval", message="must be a positive number of seconds")])
+    check_schedule(once, interval, watch_changes)
     if policy is None and os.environ.get("SUPERVISOR_POLICY"):
         policy = [Path(part) for part in os.environ["SUPERVISOR_POLICY"].split(":") if part]
     if policy is None:
