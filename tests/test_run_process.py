@@ -71,6 +71,7 @@ def test_killed_at_random_instants_the_log_still_tells_the_truth(homelab: Path) 
     state = homelab.parent / "state"
     chance = random.Random(7)
     killed = 0
+    partial: set[str] = set()
     for index in range(KILLS):
         variant(homelab, index)
         process = start(homelab, state)
@@ -83,7 +84,12 @@ def test_killed_at_random_instants_the_log_still_tells_the_truth(homelab: Path) 
         if checkpoint.exists():
             json.loads(checkpoint.read_text())  # always parses
         log = state / "events.log"
-        assert not log.exists() or log.read_bytes()[-1:] in (b"", b"\n")  # whole lines only
+        data = log.read_bytes() if log.exists() else b""
+        if data and not data.endswith(b"\n"):
+            # A kill inside the append's write(2) can cut it at a page boundary. Nothing may cut
+            # it off later (issue: never delete bytes not provably ours): the next append ends it
+            # with a newline and every reader skips it. Only such tails may fail to parse.
+            partial.add(data.rsplit(b"\n", 1)[-1].decode("utf-8", "replace"))
     variant(homelab, KILLS)
     final = start(homelab, state)
     _out, err = final.communicate(timeout=60)
@@ -93,12 +99,24 @@ def test_killed_at_random_instants_the_log_still_tells_the_truth(homelab: Path) 
     assert {fp: (e["event"], e["action"], e["severity"]) for fp, e in open_now.items()} == \
         expected(homelab)
     events = EventLog(state / "events.log").read()
-    text = (state / "events.log").read_text()
-    assert text.endswith("\n") and len(text.splitlines()) == len(events)  # whole lines only
+    text = (state / "events.log").read_text(errors="replace")
+    lines = text.splitlines()
+    broken = [line for line in lines if not _parses(line)]
+    assert all(line in partial for line in broken)  # only what a kill cut short
+    assert len(lines) == len(events) + len(broken)
+    assert text.endswith("\n") or lines[-1] in partial
     by_id: dict[str, tuple[Any, ...]] = {}
     for event in events:
         key = (event["type"], event.get("fingerprint"), event.get("action"), event.get("severity"))
         assert by_id.setdefault(event["id"], key) == key  # a repeated id is the same event
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def test_concurrent_runs_serialise(homelab: Path) -> None:
