@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from jmespath.exceptions import JMESPathError
 
+from supervisor.batch import DEFER, Table, compile_batch
 from supervisor.compiler import Budget, Fn, OverBudget, compile_ast, truthy
 from supervisor.errors import Problem, RuleError
 from supervisor.functions import RuleFunctions
@@ -117,8 +118,13 @@ def evaluate(
         rule.id: [build(ast, budget=budgets[rule.id]) for ast in rule.reason.expressions]
         for rule in rules.rules if rule.enabled and rule.reason is not None
     }
+    # Each rule over all subjects of its kind at once where that is exact (batch.py); the
+    # subjects it leaves undecided, and those that match, are evaluated one by one.
+    batches = {} if reference else {rule.id: compile_batch(rule.ast, functions)
+                                    for rule in rules.rules if rule.enabled}
+    tables: dict[str, Table] = {}
     # One document per subject, built on first use and shared by every rule of its kind.
-    documents_by_kind: dict[str, list[dict[str, Any]]] = {}
+    documents_by_kind: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     tracing = bool(trace)
     fired: list[tuple[Rule, Recommendation]] = []
     results: dict[tuple[str, Subject], Any] = {}
@@ -130,19 +136,39 @@ def evaluate(
             continue
         matcher, params, budget = matchers[rule.id], rule.params, budgets[rule.id]
         subjects = state.subjects[rule.kind]
-        documents = documents_by_kind.get(rule.kind)
-        if documents is None:
-            documents = documents_by_kind[rule.kind] = [state.document(s) for s in subjects]
-        for subject, document in zip(subjects, documents, strict=True):
+        documents = documents_by_kind[rule.kind]
+        batch = batches.get(rule.id)
+        if batch is None:
+            values = [DEFER] * len(subjects)
+        else:
+            table = tables.get(rule.kind)
+            if table is None:
+                table = tables[rule.kind] = Table(subjects, state.fields(rule.kind))
+            table.params = params
+            values = batch(table)
+        if tracing:
+            results.update(((rule.id, subject), value)
+                           for subject, value in zip(subjects, values, strict=True)
+                           if subject in trace and value is not DEFER)
+        # Subjects the batch settled as not matching need nothing more: they spent no budget.
+        candidates = [index for index, value in enumerate(values)
+                      if value is not False and value is not None
+                      and (value is DEFER or truthy(value))]
+        for index in candidates:
+            subject, value = subjects[index], values[index]
+            document = documents.get(index)
+            if document is None:
+                document = documents[index] = state.document(subject)
             document["params"] = params
             key = "match"
             budget.renew()
             try:
-                value = matcher(document)
-                if tracing and subject in trace:
-                    results[(rule.id, subject)] = value
-                if not truthy(value):
-                    continue
+                if value is DEFER:
+                    value = matcher(document)
+                    if tracing and subject in trace:
+                        results[(rule.id, subject)] = value
+                    if not truthy(value):
+                        continue
                 key = "reason"
                 reason = _render(rule, reasons.get(rule.id, []), subject, document)
             except (JMESPathError, ValueError, TypeError) as error:

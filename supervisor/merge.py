@@ -7,6 +7,7 @@ Documents share the inventory's and the world's records rather than copying them
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -94,36 +95,41 @@ class State:
 
     def document(self, subject: Subject) -> dict[str, Any]:
         """What a rule's matcher sees when it is evaluated on `subject`."""
-        base: dict[str, Any] = {
-            "now": self.now_text,
-            "subject": subject.to_json(),
-            "params": {},
-            "world": self._world_summary,
+        return {key: get(subject) for key, get in self.fields(subject.kind).items()}
+
+    def fields(self, kind: str) -> dict[str, Callable[[Subject], Any]]:
+        """The keys of a `kind` subject's document, in order, and how each is found: the
+        engine reads one key of every subject's document without building the documents."""
+        found: dict[str, Callable[[Subject], Any]] = {
+            "now": lambda subject: self.now_text,
+            "subject": Subject.to_json,
+            "params": lambda subject: {},
+            "world": lambda subject: self._world_summary,
         }
-        if subject.kind == "service":
-            service = self._service(subject.id)
-            dependencies = [
-                {**self._service(dependency), "host": self._node(dependency.split("/", 1)[0])}
-                for dependency in (service["desired"] or {}).get("depends_on", [])
-            ]
-            return {
-                **base,
-                "service": service,
-                "node": self._node(subject.node),
-                "dependencies": dependencies,
-                "deployments": self.deployments.get(subject.id, []),
-                "incidents": self.incidents.get(subject.id, []),
-                "remediations": self.remediations.get(subject.id, []),
-            }
-        if subject.kind == "node":
-            return {
-                **base,
-                "node": self._node(subject.id),
-                "services": [self._service(service_id) for service_id in self.hosted.get(subject.id, [])],
-                "incidents": self.incidents.get(subject.id, []),
-                "remediations": self.remediations.get(subject.id, []),
-            }
-        return base
+        if kind == "service":
+            found.update({
+                "service": lambda subject: self._service(subject.id),
+                "node": lambda subject: self._node(subject.node),
+                "dependencies": self._dependencies,
+                "deployments": lambda subject: self.deployments.get(subject.id, []),
+                "incidents": lambda subject: self.incidents.get(subject.id, []),
+                "remediations": lambda subject: self.remediations.get(subject.id, []),
+            })
+        elif kind == "node":
+            found.update({
+                "node": lambda subject: self._node(subject.id),
+                "services": lambda subject: [self._service(service_id)
+                                             for service_id in self.hosted.get(subject.id, [])],
+                "incidents": lambda subject: self.incidents.get(subject.id, []),
+                "remediations": lambda subject: self.remediations.get(subject.id, []),
+            })
+        return found
+
+    def _dependencies(self, subject: Subject) -> list[dict[str, Any]]:
+        return [
+            {**self._service(dependency), "host": self._node(dependency.split("/", 1)[0])}
+            for dependency in (self._service(subject.id)["desired"] or {}).get("depends_on", [])
+        ]
 
     def _service(self, service_id: str) -> dict[str, Any]:
         cached = self._services.get(service_id)

@@ -339,9 +339,13 @@ def test_compiled_matchers_give_byte_identical_output(tmp_path: Path) -> None:
         for now in (None, "2026-11-26T10:04:30Z", "2026-11-27T09:00:00Z"):
             loaded = load(Inputs(inventory=directory / "hosts", world=directory / "world",
                                  now=now))
-            fast = to_json(evaluate(loaded.state, loaded.rules).to_json())
-            slow = to_json(evaluate(loaded.state, loaded.rules, reference=True).to_json())
+            fast_evaluation = evaluate(loaded.state, loaded.rules)
+            slow_evaluation = evaluate(loaded.state, loaded.rules, reference=True)
+            fast = to_json(fast_evaluation.to_json())
+            slow = to_json(slow_evaluation.to_json())
             assert fast == slow, (directory.name, now)
+            # The batch sees the same timestamps: the result holds until the same moment.
+            assert fast_evaluation.valid_until == slow_evaluation.valid_until, directory.name
 
 
 def test_deployments_of_an_undeclared_service_recommend_nothing(scenario: ScenarioFactory) -> None:
