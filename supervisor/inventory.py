@@ -68,11 +68,13 @@ def load_inventory(root: Path) -> Inventory:
         values[entry.name] = value
     if not values and not problems:
         problems.append(Problem(str(root), message=f"holds no nodes (expected <node>/{SERVICES_FILE})"))
-    cached.save()
-    raise_if(problems)
+    if problems:
+        cached.save()
+        raise_if(problems)
 
     inventory = _assemble(values)
     if len(inventory.services) > limits.services:
+        cached.save()
         raise too_many(str(root), "services", len(inventory.services), limits.services,
                        VARIABLES["services"])
 
@@ -83,7 +85,13 @@ def load_inventory(root: Path) -> Inventory:
                                         str(root / node / SERVICES_FILE), follow=False)
         return documents[node]
 
-    problems.extend(_check_dependencies(inventory, document_of))
+    # The cross-file checks cost more than reading a warm cache: they are not run again on
+    # the very files they passed on.
+    if not cached.passed_before("dependencies"):
+        problems.extend(_check_dependencies(inventory, document_of))
+    if not problems:
+        cached.passed("dependencies")
+    cached.save()
     raise_if(problems)
     return inventory
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import time
@@ -235,17 +236,41 @@ def _json_files(directory: str, problems: list[Problem]) -> list[tuple[str, str]
 
 
 def _assemble(document: dict[str, Any]) -> World:
-    def when(record: dict[str, Any], key: str) -> tuple[datetime, str, str]:
-        # Ties (an observer repeating an id) are broken by the whole record, so that the order
-        # records were listed in never changes the result.
-        return (parse_time(record[key]), str(record.get("id", "")),
-                json.dumps(record, sort_keys=True, default=str))
-
     return World(
         observed_at=parse_time(document["observed_at"]),
         observer=document.get("observer") or {},
-        nodes=dict(sorted(document.get("nodes", {}).items())),
-        services=dict(sorted(document.get("services", {}).items())),
-        deployments=sorted(document.get("deployments", []), key=lambda d: when(d, "started_at")),
-        incidents=sorted(document.get("incidents", []), key=lambda i: when(i, "opened_at")),
+        nodes=_sorted_by_key(document.get("nodes", {})),
+        services=_sorted_by_key(document.get("services", {})),
+        deployments=_chronological(document.get("deployments", []), "started_at"),
+        incidents=_chronological(document.get("incidents", []), "opened_at"),
     )
+
+
+def _sorted_by_key(records: dict[str, Any]) -> dict[str, Any]:
+    keys = list(records)
+    # The directory's records arrive sorted already: checking costs less than sorting.
+    if all(first < second for first, second in itertools.pairwise(keys)):
+        return records
+    return dict(sorted(records.items()))
+
+
+def _chronological(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """By time, then id; ties (an observer repeating an id) are broken by the whole record, so
+    that the order records were listed in never changes the result. The whole record is
+    written out only for those ties: for all of them it would cost more than the sort."""
+    def when(record: dict[str, Any]) -> tuple[datetime, str]:
+        return parse_time(record[key]), str(record.get("id", ""))
+
+    keyed = sorted(((when(record), record) for record in records), key=lambda pair: pair[0])
+    ordered: list[dict[str, Any]] = []
+    start = 0
+    while start < len(keyed):
+        end = start + 1
+        while end < len(keyed) and keyed[end][0] == keyed[start][0]:
+            end += 1
+        tied = [record for _, record in keyed[start:end]]
+        if len(tied) > 1:
+            tied.sort(key=lambda record: json.dumps(record, sort_keys=True, default=str))
+        ordered.extend(tied)
+        start = end
+    return ordered

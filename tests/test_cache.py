@@ -155,3 +155,26 @@ def test_eval_with_a_warm_cache_imports_neither_yaml_nor_the_validator(tmp_path:
     second = subprocess.run(argv, capture_output=True, text=True, check=True)
     assert second.stderr.strip() == "[]"
     assert second.stdout == first.stdout
+
+
+def test_the_dependency_checks_run_again_only_when_a_file_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
+    from supervisor import inventory
+
+    lab = tmp_path / "homelab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    runs: list[int] = []
+    real = inventory._check_dependencies
+    monkeypatch.setattr(inventory, "_check_dependencies",
+                        lambda *args: runs.append(1) or real(*args))
+    expected = cold(lab, monkeypatch)
+    assert evaluate(lab) == expected and len(runs) == 2  # cold, then filling the cache
+    assert evaluate(lab) == expected and len(runs) == 2  # the same files: they passed
+    # A dependency on a service no node declares, in a file that was valid and cached.
+    services = next((lab / "hosts").glob("*/services.yaml"))
+    services.write_text(services.read_text().replace("services:\n", (
+        "services:\n  orphan:\n    depends_on: [nowhere]\n"), 1))
+    code, output = evaluate(lab)
+    assert code == 2 and "depends on" in output and "which no node declares" in output
+    assert len(runs) == 3
+    assert evaluate(lab) == (code, output) and len(runs) == 4  # a failed check is not kept

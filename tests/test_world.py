@@ -215,3 +215,22 @@ def test_valid_files_compute_no_positions(tmp_path: Path, monkeypatch: pytest.Mo
     root = write_scenario(tmp_path, {"n1": "services: {}\n"}, services={"n1/a": ok()},
                           deployments=[DEPLOYMENT], incidents=[INCIDENT])
     assert list(load_world(root / "world").services) == ["n1/a"]
+
+
+def test_records_with_the_same_time_and_id_keep_one_order_whatever_the_listing() -> None:
+    """Ties are broken by the whole record, as if every record's text were part of the key."""
+    import itertools
+
+    from supervisor.timestamps import parse_time
+    from supervisor.world import _chronological
+
+    records = [
+        {"id": "d1", "service": "n1/a", "status": status, "started_at": started}
+        for status in ("failed", "succeeded", "running")
+        for started in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00+00:00",
+                        "2025-12-31T23:59:59Z")
+    ] + [{"id": "d0", "service": "n1/b", "status": "ok", "started_at": "2026-01-01T00:00:00Z"}]
+    expected = sorted(records, key=lambda record: (
+        parse_time(record["started_at"]), record["id"], json.dumps(record, sort_keys=True)))
+    for order in itertools.islice(itertools.permutations(records), 0, 2000, 97):
+        assert _chronological(list(order), "started_at") == expected
