@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 from collections.abc import Container
 from datetime import datetime
 from pathlib import Path
@@ -80,7 +81,9 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
         problems.extend(error.problems)
     remediations: dict[str, list[dict[str, Any]]] = {}
     maintenance: dict[str, dict[str, str]] = {}
-    if inputs.remediations is not None:
+    # A missing history is an empty one: its reader (and the event log it imports) is imported
+    # only when there is a file to read, which keeps a plain `eval` quick to start.
+    if inputs.remediations is not None and os.path.lexists(inputs.remediations):
         from supervisor.remediation.history import read_document
 
         try:
