@@ -2,8 +2,9 @@
 
 What every command shares lives here: the app, the input options and their defaults, how they
 resolve, and how errors are reported. The commands themselves live in their own modules
-(`commands/` for the top-level concerns, `<subpackage>/commands` beside the rest) and are
-registered at the end. Heavy modules (yaml, jsonschema, jmespath) are imported inside the
+(`commands/` for the top-level concerns, `<subpackage>/commands` beside the rest), registered by
+name in COMMANDS at the end and imported only when named: `supervisor eval` pays for eval's
+module, not for every group's. Heavy modules (yaml, jsonschema, jmespath) are imported inside the
 commands, so that `--help` and `--version` stay fast.
 """
 
@@ -20,20 +21,42 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from supervisor import __version__
 from supervisor.errors import SupervisorError
-from supervisor.importer import app as import_app
-from supervisor.notify.commands import app as notify_app
-from supervisor.observe.commands import app as observe_app
 
 if TYPE_CHECKING:
+    from typer import _click as click  # typer's own copy of click, which its classes use
+
     from supervisor.inputs import Inputs
+
+
+class LazyCommands(TyperGroup):
+    """The top-level commands, each built from its module (COMMANDS, below) the first time it
+    is named: to run it, or to list it in help, completion or a typo's suggestions."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.commands[cmd_name] = build_command(cmd_name, COMMANDS[cmd_name])
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in COMMANDS:  # a typo: suggest from all, not from those built
+            for name in COMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="supervisor",
     help="Compares the homelab inventory with the observed world and recommends what to "
     "reconcile. It never changes anything.",
+    cls=LazyCommands,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -44,6 +67,9 @@ DEFAULT_WORLD = Path("/opt/homelab/world")
 DEFAULT_EVENTS = Path("/tmp/agent-events.log")
 DEFAULT_CHECKPOINT = Path("/tmp/supervisor-checkpoint.json")
 DEFAULT_REMEDIATIONS = Path("/tmp/supervisor-remediations.json")
+# scenarios.EXPECT_FILE, spelt here too so that a scenario directory without one does not import
+# the scenario runner (tests/test_startup.py keeps the two equal).
+EXPECT_FILE = "expect.yaml"
 
 
 class Format(StrEnum):
@@ -208,23 +234,22 @@ def gather(
         raise InputError([Problem(str(scenario), message="scenario directory does not exist")])
     env = os.environ
     rules = rules or env_rules()
-    if scenario is not None:
-        from supervisor.scenarios import EXPECT_FILE, load_expectation
+    if scenario is not None and (scenario / EXPECT_FILE).is_file():
+        from supervisor.scenarios import load_expectation
 
-        if (scenario / EXPECT_FILE).is_file():
-            # The scenario's own world, rules and time, so that a failing scenario can be
-            # evaluated and explained exactly as `supervisor test` saw it; options still win.
-            spec = load_expectation(scenario).inputs()
-            return Inputs(
-                inventory=inventory or spec.inventory,
-                world=world or spec.world,
-                rules=(*spec.rules, *(rules or ())),
-                default_rules=spec.default_rules and not no_default_rules,
-                now=now or spec.now,
-                max_age=spec.max_age if max_age is None else max_age,
-                max_skew=max_skew,
-                remediations=remediations or spec.remediations,
-            )
+        # The scenario's own world, rules and time, so that a failing scenario can be
+        # evaluated and explained exactly as `supervisor test` saw it; options still win.
+        spec = load_expectation(scenario).inputs()
+        return Inputs(
+            inventory=inventory or spec.inventory,
+            world=world or spec.world,
+            rules=(*spec.rules, *(rules or ())),
+            default_rules=spec.default_rules and not no_default_rules,
+            now=now or spec.now,
+            max_age=spec.max_age if max_age is None else max_age,
+            max_skew=max_skew,
+            remediations=remediations or spec.remediations,
+        )
 
     def pick(option: Path | None, within: str, variable: str, default: Path) -> Path:
         if option is not None:
@@ -290,20 +315,51 @@ def root(
         raise typer.Exit(0)
 
 
-# The command modules import their options from above, so they are registered last, each wrapped
-# in the error reporting; the order here is the order `--help` lists them in.
-from supervisor.commands import evaluation, run
-from supervisor.remediation.commands import app as remediation_app
+# Every top-level command: its name -> "module:attribute", a command function (wrapped in the
+# error reporting here) or a typer app (a group under that name, or, when the app has a command of
+# that name, that command alone). The modules import their options from above; they are imported
+# only when their command is named. The order here is the order `--help` lists them in.
+COMMANDS: dict[str, str] = {
+    "eval": "supervisor.commands.evaluation:eval_command",
+    "explain": "supervisor.commands.evaluation:explain_command",
+    "validate": "supervisor.commands.evaluation:validate_command",
+    "test": "supervisor.commands.evaluation:test_command",
+    "run": "supervisor.commands.run:run_command",
+    "observe": "supervisor.observe.commands:app",
+    "import": "supervisor.importer:app",
+    "remediate": "supervisor.remediation.commands:app",
+    "hold": "supervisor.remediation.commands:app",
+    "release": "supervisor.remediation.commands:app",
+    "holds": "supervisor.remediation.commands:app",
+    "remediations": "supervisor.remediation.commands:app",
+    "notify": "supervisor.notify.commands:app",
+}
 
-app.command("eval")(reporting_errors(evaluation.eval_command))
-app.command("explain")(reporting_errors(evaluation.explain_command))
-app.command("validate")(reporting_errors(evaluation.validate_command))
-app.command("test")(reporting_errors(evaluation.test_command))
-app.command("run")(reporting_errors(run.run_command))
-app.add_typer(observe_app, name="observe")
-app.add_typer(import_app, name="import")
-app.add_typer(remediation_app)
-app.add_typer(notify_app, name="notify")
+
+def build_command(name: str, where: str) -> click.Command:
+    """The click command `name` stands for, built by typer as `app.command` and `app.add_typer`
+    would have built it at start-up."""
+    import importlib
+
+    module, attribute = where.split(":")
+    target = getattr(importlib.import_module(module), attribute)
+    if not isinstance(target, typer.Typer):
+        holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+        holder.command(name)(reporting_errors(target))
+        return typer.main.get_group(holder).commands[name]
+    if any(command.name == name for command in target.registered_commands):
+        return _merged(target).commands[name]  # the app's commands stand at the top level
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+    holder.add_typer(target, name=name)
+    return typer.main.get_group(holder).commands[name]
+
+
+@functools.cache
+def _merged(target: typer.Typer) -> TyperGroup:
+    """An app added without a name, built once for all its commands."""
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+    holder.add_typer(target)
+    return typer.main.get_group(holder)
 
 
 def main(argv: list[str] | None = None) -> Any:
