@@ -365,6 +365,10 @@ def _merged(target: typer.Typer) -> TyperGroup:
 
 def main(argv: list[str] | None = None) -> Any:
     """The `supervisor` program; the process ends when this returns."""
+    # What start-up made (modules, typer's machinery) lives as long as the process: frozen, no
+    # collection walks it again; the program's entry paused collecting while it was made.
+    gc.freeze()
+    gc.enable()
     try:
         return app(args=argv, prog_name="supervisor")
     finally:

@@ -108,3 +108,28 @@ def test_completion_offers_every_command() -> None:
            "COMP_CWORD": "1"}
     result = CliRunner().invoke(app, [], env=env, prog_name="supervisor")
     assert result.output.split() == list(COMMANDS)
+
+
+def test_the_program_collects_no_garbage_while_starting_but_does_once_running() -> None:
+    # Each collection notes whether it ran while typer and the CLI were being imported; the
+    # entry point pauses the collector until then, and the command runs with it on.
+    code = ("import gc, json, sys\n"
+            "early = []\n"
+            "gc.callbacks.append(lambda phase, info: phase == 'start' and early.append(\n"
+            "    'typer' in sys.modules\n"
+            "    and not hasattr(sys.modules.get('supervisor.cli'), 'main')))\n"
+            "from supervisor import __main__ as entry\n"
+            "sys.argv = ['supervisor', '--version']\n"
+            "try:\n    entry.main()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps([any(early), gc.isenabled(), gc.get_freeze_count() > 0]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    collected_early, enabled, frozen = json.loads(result.stdout.splitlines()[-1])
+    assert not collected_early
+    assert enabled and frozen
+
+
+def test_python_dash_m_runs_the_program() -> None:
+    result = subprocess.run([sys.executable, "-m", "supervisor", "--version"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("supervisor ")
