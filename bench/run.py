@@ -107,10 +107,15 @@ def machine() -> str:
 
 
 def settle(lab: Path) -> None:
-    """Waits until the lab's files are older than the cache's racy window (see
-    supervisor/cache.py), then runs eval twice, so that timed runs find a warm cache."""
+    """Waits until the lab's files, and the installed default rules (new after an install), are
+    older than the cache's racy window (see supervisor/cache.py), then runs eval twice, so that
+    timed runs find a warm cache."""
+    where = "from supervisor.rules import default_rules_dir; print(default_rules_dir())"
+    rules = subprocess.run([PYTHON, "-c", where], capture_output=True, text=True,
+                           check=True).stdout.strip()
     newest = max(os.stat(os.path.join(directory, name)).st_ctime
-                 for directory, _, names in os.walk(lab) for name in names)
+                 for root in (lab, Path(rules))
+                 for directory, _, names in os.walk(root) for name in names)
     time.sleep(max(0.0, newest + 2.1 - time.time()))
     for _ in range(2):
         timed([SUPERVISOR, "eval", str(lab), "--format", "json"])
