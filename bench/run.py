@@ -111,7 +111,7 @@ def settle(lab: Path) -> None:
     older than the cache's racy window (see supervisor/cache.py), then runs eval twice, so that
     timed runs find a warm cache."""
     where = "from supervisor.rules import default_rules_dir; print(default_rules_dir())"
-    rules = subprocess.run([PYTHON, "-c", where], capture_output=True, text=True,
+    rules = subprocess.run([PYTHON, "-P", "-c", where], capture_output=True, text=True,
                            check=True).stdout.strip()
     newest = max(os.stat(os.path.join(directory, name)).st_ctime
                  for root in (lab, Path(rules))
