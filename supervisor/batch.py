@@ -54,6 +54,11 @@ class Table:
         self.subjects = subjects
         self.fields = fields
         self.params: dict[str, Any] = {}
+        # The work budget: function calls on lists longer than `steps` are left to the closure
+        # (they would stop it anyway); the steps the others took, per row, are in `charges`, for
+        # the engine to charge each subject with, in order, as the closure would have spent them.
+        self.steps = 1 << 62
+        self.charges: dict[int, int] = {}
         self._columns: dict[tuple[str, ...], list[Any]] = {}
 
     def __len__(self) -> int:
@@ -200,18 +205,23 @@ class _Batcher:
         table_of_functions = self.functions
         args = [self.compile(child) for child in node["children"]]
 
-        # A list argument is work the budget counts, and other types take the closure's
-        # checked path: both are the closure's to do. (DEFER is of none of these types.)
+        # Other types than the declared ones take the closure's checked path, and a call that
+        # fails is made again by the closure, in subject order. (DEFER is of no such type.)
+        # A list argument is work the budget counts: the steps go to `charges`.
         if len(args) == 1:
             (only,), (kinds,) = args, allowed
 
             def call_one(table: Table, rows: Rows) -> list[Any]:
                 found = []
-                for item in only(table, rows):
+                charges, steps = table.charges, table.steps
+                for position, item in enumerate(only(table, rows)):
                     kind, value = type(item), DEFER
-                    if kind in kinds and (kind is not list or not item):
-                        with contextlib.suppress(Exception):  # raised again by the closure
+                    if kind in kinds and (kind is not list or len(item) <= steps):
+                        with contextlib.suppress(Exception):
                             value = function(table_of_functions, item)
+                            if kind is list and item:
+                                row = position if rows is None else rows[position]
+                                charges[row] = charges.get(row, 0) + len(item)
                     found.append(value)
                 return found
             return call_one
@@ -220,13 +230,20 @@ class _Batcher:
 
             def call_two(table: Table, rows: Rows) -> list[Any]:
                 found = []
-                for one, other in zip(first(table, rows), second(table, rows), strict=True):
+                charges, steps = table.charges, table.steps
+                for position, (one, other) in enumerate(
+                        zip(first(table, rows), second(table, rows), strict=True)):
                     kind, other_kind, value = type(one), type(other), DEFER
                     if (kind in first_kinds and other_kind in second_kinds
-                            and (kind is not list or not one)
-                            and (other_kind is not list or not other)):
-                        with contextlib.suppress(Exception):  # raised again by the closure
+                            and (kind is not list or len(one) <= steps)
+                            and (other_kind is not list or len(other) <= steps)):
+                        with contextlib.suppress(Exception):
                             value = function(table_of_functions, one, other)
+                            spent = (len(one) if kind is list else 0) + (
+                                len(other) if other_kind is list else 0)
+                            if spent:
+                                row = position if rows is None else rows[position]
+                                charges[row] = charges.get(row, 0) + spent
                     found.append(value)
                 return found
             return call_two

@@ -138,39 +138,43 @@ def evaluate(
         subjects = state.subjects[rule.kind]
         documents = documents_by_kind[rule.kind]
         batch = batches.get(rule.id)
+        charges: dict[int, int] = {}
         if batch is None:
             values = [DEFER] * len(subjects)
         else:
             table = tables.get(rule.kind)
             if table is None:
                 table = tables[rule.kind] = Table(subjects, state.fields(rule.kind))
-            table.params = params
+            table.params, table.steps, table.charges = params, limits.rule_steps, charges
             values = batch(table)
         if tracing:
             results.update(((rule.id, subject), value)
                            for subject, value in zip(subjects, values, strict=True)
                            if subject in trace and value is not DEFER)
-        # Subjects the batch settled as not matching need nothing more: they spent no budget.
+        # Subjects the batch settled as not matching need nothing more, unless they spent some
+        # of the budget: that is charged to each in subject order, as the closure spends it.
         candidates = [index for index, value in enumerate(values)
                       if value is not False and value is not None
                       and (value is DEFER or truthy(value))]
+        if charges:
+            candidates = sorted({*candidates, *(index for index in charges
+                                                if values[index] is not DEFER)})
         for index in candidates:
             subject, value = subjects[index], values[index]
-            document = documents.get(index)
-            if document is None:
-                document = documents[index] = state.document(subject)
-            document["params"] = params
             key = "match"
             budget.renew()
             try:
                 if value is DEFER:
-                    value = matcher(document)
+                    value = matcher(_document(state, documents, subjects, index, params))
                     if tracing and subject in trace:
                         results[(rule.id, subject)] = value
-                    if not truthy(value):
-                        continue
+                elif index in charges:
+                    budget.spend(charges[index])
+                if not truthy(value):
+                    continue
                 key = "reason"
-                reason = _render(rule, reasons.get(rule.id, []), subject, document)
+                reason = _render(rule, reasons.get(rule.id, []), subject,
+                                 _document(state, documents, subjects, index, params))
             except (JMESPathError, ValueError, TypeError) as error:
                 failures[rule.id].append((key, f"{subject.kind} {subject.id}: {error}"))
                 continue
@@ -207,6 +211,17 @@ def evaluate(
         overruled=overruled,
         valid_until=valid_until(state.now, functions.moments, rules),
     )
+
+
+def _document(state: State, documents: dict[int, dict[str, Any]], subjects: list[Subject],
+              index: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The document of the subject at `index`, built once per evaluation, with the rule's
+    params."""
+    document = documents.get(index)
+    if document is None:
+        document = documents[index] = state.document(subjects[index])
+    document["params"] = params
+    return document
 
 
 def _over_budget(spent: OverBudget, subject: Subject) -> str:

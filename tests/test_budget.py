@@ -120,3 +120,45 @@ def test_lint_leaves_chains_and_single_filters_alone(tmp_path: Path) -> None:
     found = [str(problem) for problem in lint(load_rules([rules]))]
     assert [problem.split(": rule ")[1][:40] for problem in found] == [
         "'two-deep': projections nested 2 deep: t"]
+
+
+@pytest.mark.parametrize(("steps", "total"), [(1000, 10**9), (3, 10**9), (5, 40), (1000, 13),
+                                              (2, 2)])
+def test_the_batch_spends_the_budget_as_the_closures_do(
+        scenario: ScenarioFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        steps: int, total: int) -> None:
+    """Function calls on lists that the batch settles charge each subject, in order, with what
+    the closure would have spent: the same recommendations, or the same failure."""
+    from support.scenarios import ok
+
+    from supervisor import engine
+    from supervisor.batch import DEFER
+
+    hosts = {f"n{node}": "services:\n" + "".join(f"  s{index}: {{}}\n" for index in range(6))
+             for node in range(3)}
+    tags = {f"n{node}/s{index}": {**ok(), "tags": ["t"] * ((node * 6 + index) % 5)}
+            for node in range(3) for index in range(6)}
+    root = scenario(hosts, services=tags)
+    rules = rules_file(tmp_path, """rules:
+  - id: tagged
+    condition: unhealthy_service
+    match: "service.desired != null && length(service.actual.tags) >= `3`"
+    event: reconcile_recommended
+    action: look
+    reason: "{{ service.id }} has {{ length(service.actual.tags) }} tags"
+""")
+    loaded = load(Inputs(inventory=root / "hosts", world=root / "world", rules=(rules,),
+                         default_rules=False))
+
+    def outcome() -> object:
+        try:
+            return evaluate(loaded.state, loaded.rules,
+                            limits=Limits(rule_steps=steps, rule_steps_total=total)).to_json()
+        except RuleError as error:
+            return [str(problem) for problem in error.problems]
+
+    batched = outcome()
+    assert batched != [] and (steps, total) != (1000, 10**9) or len(batched["recommendations"]) == 6
+    monkeypatch.setattr(engine, "compile_batch",
+                        lambda ast, functions: lambda table: [DEFER] * len(table))
+    assert outcome() == batched
