@@ -18,7 +18,6 @@ functions saw (for `engine.valid_until`), are the closure's own moments for the 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ from supervisor.compiler import (
     _flatten_sequence,
     _get,
     _is_boolish,
+    _itself,
     _orderable,
     _plain_signature,
     is_number,
@@ -67,11 +67,14 @@ class Table:
     def column(self, keys: tuple[str, ...], rows: Rows = None) -> list[Any]:
         """The value at `keys` in the document of every subject in `rows` (None: all of them);
         not to be written into. A path first read for some rows only (the right operand of
-        `&&`, most often) is walked for those rows only, and not kept."""
+        `&&`, most often) is walked for those rows only, and not kept, unless they are most
+        rows: then the next rule will want it too."""
         if keys[0] == "params":
             value = _chain(keys[1:])(self.params) if len(keys) > 1 else self.params
             return [value] * (len(self) if rows is None else len(rows))
         found = self._columns.get(keys)
+        if found is None and rows is not None and 2 * len(rows) > len(self):
+            found = self.column(keys)
         if found is not None:
             return found if rows is None else [found[row] for row in rows]
         if len(keys) == 1:
@@ -180,16 +183,14 @@ class _Batcher:
         if left_node["type"] == "literal" and right_node["type"] != "literal":
             name, left_node, right_node = _MIRROR[name], right_node, left_node
         left = self.compile(left_node)
-        if (right_node["type"] == "literal" and name in ("eq", "ne")
-                and (right_node["value"] is None or type(right_node["value"]) is bool)):
-            # Only the singleton itself equals null, true or false in JMESPath.
+        if right_node["type"] == "literal":
             constant = right_node["value"]
-            negate = name == "ne"
-            if not _may_defer(left_node):
-                return lambda table, rows: [(found is constant) is not negate
-                                            for found in left(table, rows)]
-            return lambda table, rows: [found if found is DEFER else (found is constant) is not negate
-                                        for found in left(table, rows)]
+            return lambda table, rows: _against(name, left(table, rows), constant)
+        keys = _params_path(right_node)
+        if keys is not None:
+            # The same for every subject: the rule's params are.
+            read = _chain(keys) if keys else _itself
+            return lambda table, rows: _against(name, left(table, rows), read(table.params))
         compare = _comparison(name)
         right = self.compile(right_node)
         return lambda table, rows: [
@@ -217,11 +218,13 @@ class _Batcher:
                 for position, item in enumerate(only(table, rows)):
                     kind, value = type(item), DEFER
                     if kind in kinds and (kind is not list or len(item) <= steps):
-                        with contextlib.suppress(Exception):
+                        try:
                             value = function(table_of_functions, item)
-                            if kind is list and item:
-                                row = position if rows is None else rows[position]
-                                charges[row] = charges.get(row, 0) + len(item)
+                        except Exception:  # noqa: BLE001 - the closure raises it again
+                            value = DEFER
+                        if kind is list and item and value is not DEFER:
+                            row = position if rows is None else rows[position]
+                            charges[row] = charges.get(row, 0) + len(item)
                     found.append(value)
                 return found
             return call_one
@@ -237,8 +240,11 @@ class _Batcher:
                     if (kind in first_kinds and other_kind in second_kinds
                             and (kind is not list or len(one) <= steps)
                             and (other_kind is not list or len(other) <= steps)):
-                        with contextlib.suppress(Exception):
+                        try:
                             value = function(table_of_functions, one, other)
+                        except Exception:  # noqa: BLE001 - the closure raises it again
+                            value = DEFER
+                        if value is not DEFER and (kind is list or other_kind is list):
                             spent = (len(one) if kind is list else 0) + (
                                 len(other) if other_kind is list else 0)
                             if spent:
@@ -258,6 +264,41 @@ class _Batcher:
             for found in base(table, rows)]
 
     _filter_projection = _projection
+
+
+def _params_path(node: AstNode) -> tuple[str, ...] | None:
+    """The keys after `params` when the node is a field path starting there."""
+    if node["type"] not in ("field", "subexpression"):
+        return None
+    steps = list(_flatten_sequence(node))
+    if any(step["type"] != "field" for step in steps) or steps[0]["value"] != "params":
+        return None
+    return tuple(step["value"] for step in steps[1:])
+
+
+def _against(name: str, found: list[Any], constant: Any) -> list[Any]:
+    """`x OP constant` for each x (DEFER stays): compiler._against_literal's tests, one loop
+    per case rather than a call per value."""
+    if name in ("eq", "ne"):
+        negate = name == "ne"
+        if constant is None or type(constant) is bool:
+            # Only the singleton itself equals null, true or false in JMESPath.
+            return [value if value is DEFER else (value is constant) is not negate
+                    for value in found]
+        if is_number(constant) and constant in (0, 1):
+            return [value if value is DEFER else
+                    (type(value) is not bool and value == constant) is not negate
+                    for value in found]
+        if negate:
+            return [value if value is DEFER else value != constant for value in found]
+        return [value if value is DEFER else value == constant for value in found]
+    if not _orderable(constant):
+        return [value if value is DEFER else None for value in found]
+    order = _ORDERING[name]
+    return [value if value is DEFER else
+            order(value, constant) if type(value) is int or type(value) is float
+            or _orderable(value) else None
+            for value in found]
 
 
 def _comparison(name: str) -> Callable[[Any, Any], Any]:

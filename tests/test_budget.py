@@ -158,7 +158,8 @@ def test_the_batch_spends_the_budget_as_the_closures_do(
             return [str(problem) for problem in error.problems]
 
     batched = outcome()
-    assert batched != [] and (steps, total) != (1000, 10**9) or len(batched["recommendations"]) == 6
+    if (steps, total) == (1000, 10**9):  # within budget: the six services with 3 or 4 tags
+        assert isinstance(batched, dict) and len(batched["recommendations"]) == 6
     monkeypatch.setattr(engine, "compile_batch",
                         lambda ast, functions: lambda table: [DEFER] * len(table))
     assert outcome() == batched
