@@ -43,19 +43,19 @@ class State:
 
         service_ids = set(inventory.services) | set(world.services) | set(self.deployments)
         service_ids |= {subject for subject in self.incidents if "/" in subject}
-        node_names = set(inventory.nodes) | set(world.nodes)
-        node_names |= {service_id.split("/", 1)[0] for service_id in service_ids}
+        ordered = sorted(service_ids)  # sorted once: a hundred thousand ids
+        self.hosted: dict[str, list[str]] = defaultdict(list)
+        for service_id in ordered:
+            self.hosted[service_id.split("/", 1)[0]].append(service_id)
+        node_names = set(inventory.nodes) | set(world.nodes) | set(self.hosted)
         node_names |= {subject for subject in self.incidents if "/" not in subject}
 
         # Documents share these parts; matchers only read them.
         self._services: dict[str, dict[str, Any]] = {}
         self._nodes: dict[str, dict[str, Any]] = {}
 
-        self.hosted: dict[str, list[str]] = defaultdict(list)
-        for service_id in sorted(service_ids):
-            self.hosted[service_id.split("/", 1)[0]].append(service_id)
         self.subjects: dict[str, list[Subject]] = {
-            "service": [Subject("service", service_id) for service_id in sorted(service_ids)],
+            "service": [Subject("service", service_id) for service_id in ordered],
             "node": [Subject("node", name) for name in sorted(node_names)],
             "world": [WORLD],
         }
