@@ -3,6 +3,7 @@ the same commands, with the same help, as before."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from support.scenarios import FIXTURES
 from typer.testing import CliRunner
 
@@ -133,3 +135,16 @@ def test_python_dash_m_runs_the_program() -> None:
     result = subprocess.run([sys.executable, "-m", "supervisor", "--version"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.startswith("supervisor ")
+
+
+def test_every_command_of_an_app_whose_commands_stand_at_the_top_is_registered() -> None:
+    # `remediate`, `hold` and the rest are one app's commands, each named in COMMANDS: a command
+    # added to the app without its line there would silently not exist.
+    for where in set(COMMANDS.values()):
+        module, attribute = where.split(":")
+        target = getattr(importlib.import_module(module), attribute)
+        if not isinstance(target, typer.Typer):
+            continue
+        names = {command.name for command in target.registered_commands}
+        if names & set(COMMANDS):
+            assert names <= set(COMMANDS), f"{where}: {sorted(names - set(COMMANDS))}"
