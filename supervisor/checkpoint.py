@@ -105,6 +105,49 @@ def load_checkpoint(path: Path, log: EventLog, instance: str, inventory: str,
     return checkpoint
 
 
+class Kept:
+    """A long-running process's checkpoint, kept between its runs.
+
+    A heartbeat that finds nothing new would otherwise read and check the whole checkpoint
+    (every open recommendation) each time. The kept one is used while the checkpoint file and
+    the log are exactly as this process left them: the same files (device, inode), sizes and
+    times. Anything else (another run, a rotation, an edit) reads them again, as a first run
+    does. Use it holding the checkpoint's lock, as `load_checkpoint`.
+    """
+
+    def __init__(self) -> None:
+        self._kept: tuple[FileStamp, FileStamp, Checkpoint] | None = None
+
+    def load(self, path: Path, log: EventLog, instance: str, inventory: str,
+             warn: Callable[[str], None]) -> Checkpoint:
+        kept, self._kept = self._kept, None  # given out once: the run changes it
+        if kept is not None:
+            checkpoint_stamp, log_stamp, checkpoint = kept
+            if (checkpoint_stamp is not None and _file_stamp(path) == checkpoint_stamp
+                    and _file_stamp(log.path) == log_stamp
+                    and checkpoint.state.instance == instance
+                    and checkpoint.inventory == inventory):
+                return checkpoint
+        return load_checkpoint(path, log, instance, inventory, warn)
+
+    def keep(self, path: Path, log: EventLog, checkpoint: Checkpoint) -> None:
+        """`checkpoint` is what `path` now holds, written against the log as it is now."""
+        checkpoint.saved, checkpoint.resync = True, False
+        self._kept = (_file_stamp(path), _file_stamp(log.path), checkpoint)
+
+
+FileStamp = tuple[int, int, int, int, int] | None  # device, inode, size, mtime_ns, ctime_ns
+
+
+def _file_stamp(path: Path) -> FileStamp:
+    try:
+        status = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
+            status.st_ctime_ns)
+
+
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     # Compact, so that json's C encoder writes it: with an indent, json encodes in Python,
     # which at 100,000 services took most of a watched change's latency.

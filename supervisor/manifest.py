@@ -14,7 +14,9 @@ cache off or unusable) every file is read once, hashed, and its bytes given to t
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
+import operator
 import os
 import stat
 from collections.abc import Iterator
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 
 UNREADABLE = "unreadable"
 _FORMAT, _REGULAR = 0o170000, stat.S_IFREG
+_BY_NAME = operator.attrgetter("name")
+# (root, path relative to it (the path is the two joined), status of the file or of what a link
+# leads to, whether it is a link)
+Walked = tuple[str, str, os.stat_result | None, bool]
 
 
 class Reading:
@@ -99,31 +105,16 @@ class Check:
         self._moved: set[str] = set()
         self._roots = [(base, os.path.realpath(base)) for base in roots]
 
-        # This loop is all an unchanged run does: a hundred thousand files, so kept lean.
-        walked: list[tuple[str, str, str, os.stat_result | None, bool]] = []
-        parts = [repr(options)]
-        newest = 0
-        for base in roots:
-            parts.append(f"root {base}")
-            for relative, path, found in _files(base):
-                mode = found.st_mode
-                if mode & _FORMAT == _REGULAR:
-                    walked.append((base, relative, path, found, False))
-                    parts.append(f"{relative} {found.st_ino} {found.st_mtime_ns} "
-                                 f"{found.st_size} {found.st_ctime_ns}")
-                    # Any change to a file moves its ctime, whatever its mtime is set to.
-                    newest = max(newest, found.st_ctime_ns)
-                    continue
-                linked = stat.S_ISLNK(mode)
-                status = _follow(path) if linked else None
-                if status is None or not stat.S_ISREG(status.st_mode):
-                    walked.append((base, relative, path, None, linked))
-                    parts.append(f"{relative} -")
-                    continue
-                walked.append((base, relative, path, status, linked))
-                parts.append(f"{relative} {status.st_ino} {status.st_mtime_ns} "
-                             f"{status.st_size} {status.st_ctime_ns}")
-                newest = max(newest, status.st_ctime_ns)
+        # This walk is all an unchanged run does: a hundred thousand files, so kept lean, and
+        # with the collector paused (it would walk the growing list of stamps again and again).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            walked, parts, newest = _walk(roots)
+        finally:
+            if paused:
+                gc.enable()
+        parts.insert(0, repr(options))
         self._walked = walked
         self._stamps = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")
                                       ).hexdigest()
@@ -141,7 +132,8 @@ class Check:
         self._part = {}
         current = None
         known: dict[str, Any] = {}
-        for base, relative, path, status, linked in walked:
+        for base, relative, status, linked in walked:
+            path = base + relative
             if base != current:
                 current = base
                 parts.append(f"\0root {base}\0")
@@ -198,7 +190,8 @@ class Check:
     def for_loaders(self) -> Reading:
         """What the loaders may take instead of reading and stat'ing again."""
         stamps = self.reading.stamps
-        for _, _, path, status, linked in self._walked:
+        for base, relative, status, linked in self._walked:
+            path = base + relative
             # Files taken in since the walk (`update`) have newer stamps: stat'ed again.
             if status is not None and not linked and path not in self._moved:
                 stamps[path] = (status.st_ino, status.st_mtime_ns, status.st_size,
@@ -289,35 +282,64 @@ def _follow(path: str) -> os.stat_result | None:
         return None
 
 
-def _files(base: str) -> list[tuple[str, str, os.stat_result]]:
-    """(path relative to `base`, path, lstat) of every file under `base`, in a stable order;
-    links to directories are not followed."""
-    if os.path.isfile(base):
-        status = _follow(base)
-        return [("", base, status)] if status is not None else []
-    found: list[tuple[str, str, os.stat_result]] = []
-    pending = [base]
-    while pending:
-        directory = pending.pop()
-        try:
-            with os.scandir(directory) as scanner:
-                entries = sorted(scanner, key=_name)
-        except OSError:
+def _walk(roots: list[str]) -> tuple[list[Walked], list[str], int]:
+    """Every file under `roots`, in a stable order (links to directories are not followed):
+    what was found, a line per file for the stamps' hash, and the newest ctime of a regular
+    file (any change to a file moves its ctime, whatever its mtime is set to).
+
+    One pass, building as little per file as it can: this is all an unchanged run does."""
+    walked: list[Walked] = []
+    parts: list[str] = []
+    newest = 0
+    for base in roots:
+        parts.append(f"root {base}")
+        if os.path.isfile(base):
+            status = _follow(base)
+            if status is not None:
+                newest = max(newest, _irregular(base, "", status, walked, parts))
             continue
-        prefix = directory[len(base):] + "/"
-        below = []
-        for entry in entries:
+        pending = [base]
+        while pending:
+            directory = pending.pop()
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    below.append(entry.path)
-                else:
-                    found.append((prefix + entry.name, entry.path,
-                                  entry.stat(follow_symlinks=False)))
+                with os.scandir(directory) as scanner:
+                    entries = sorted(scanner, key=_BY_NAME)
             except OSError:
                 continue
-        pending.extend(reversed(below))
-    return found
+            prefix = directory[len(base):] + "/"
+            below = []
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        below.append(entry.path)
+                        continue
+                    found = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                relative = prefix + entry.name
+                if found.st_mode & _FORMAT == _REGULAR:
+                    walked.append((base, relative, found, False))
+                    parts.append(f"{relative} {found.st_ino} {found.st_mtime_ns} "
+                                 f"{found.st_size} {found.st_ctime_ns}")
+                    newest = max(newest, found.st_ctime_ns)
+                else:
+                    newest = max(newest, _irregular(base, relative, found, walked, parts))
+            pending.extend(reversed(below))
+    return walked, parts, newest
 
 
-def _name(entry: os.DirEntry[str]) -> str:
-    return entry.name
+def _irregular(base: str, relative: str, found: os.stat_result, walked: list[Walked],
+               parts: list[str]) -> int:
+    """A link (rule files may be links, and loaders follow those), or something that is no
+    regular file; the ctime of the regular file it leads to, else 0."""
+    linked = stat.S_ISLNK(found.st_mode)
+    status = _follow(base + relative) if linked else found
+    if status is None or not stat.S_ISREG(status.st_mode):
+        walked.append((base, relative, None, linked))
+        parts.append(f"{relative} -")
+        return 0
+    walked.append((base, relative, status, linked))
+    parts.append(f"{relative} {status.st_ino} {status.st_mtime_ns} {status.st_size} "
+                 f"{status.st_ctime_ns}")
+    return status.st_ctime_ns
+

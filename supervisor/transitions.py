@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from supervisor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from supervisor.checkpoint import Checkpoint, Kept, save_checkpoint
 from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import EventLog
@@ -84,13 +84,15 @@ class RunReport:
     skipped: bool = False
     problems: list[Problem] = field(default_factory=list)
     observed_at: str | None = None  # of the world the open recommendations come from
-    recommendations: list[Open] = field(default_factory=list)  # open ones
+    # The open recommendations, as the checkpoint has them; read only for the metrics.
+    open_entries: list[dict[str, Any]] = field(default_factory=list)
 
     def snapshot(self, duration: float) -> Snapshot:
         age = None
         if self.observed_at is not None:
             age = (parse_time(self.now) - parse_time(self.observed_at)).total_seconds()
-        return Snapshot(summary=self.summary, recommendations=self.recommendations,
+        return Snapshot(summary=self.summary,
+                        recommendations=Open.from_entries(self.open_entries),
                         world_age_seconds=age, finished_at=time.time(),
                         duration_seconds=duration, input_problems=len(self.problems))
 
@@ -121,8 +123,11 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
              clock: Clock = wall_clock, warn: Callable[[str], None] = print,
              keep_going: bool = False, lock_timeout: float = 30.0,
              cancelled: Callable[[], bool] = lambda: False,
-             source: Source | None = None) -> RunReport:
+             source: Source | None = None, kept: Kept | None = None) -> RunReport:
     """One evaluation and its transitions, appended and checkpointed.
+
+    A long-running process passes the same `source` (its inputs, see manifest.py) and `kept`
+    (its checkpoint) to every run, so that a run with nothing new reads neither again.
 
     Bad input raises `SupervisorError` and writes nothing, unless `keep_going` (the loop): then
     an error event is appended once per distinct problem, and the state is kept. A log that
@@ -131,7 +136,7 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
     instance = instance or default_instance(inputs.inventory, paths.checkpoint)
     try:
         return _run(inputs, paths, instance, clock, warn, keep_going, lock_timeout, cancelled,
-                    source)
+                    source, kept or Kept())
     except OSError as error:
         # The state files' own errors are all worded where they happen; this is the net under
         # them, so that no operational error ends in a traceback.
@@ -141,11 +146,11 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
 
 def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
          warn: Callable[[str], None], keep_going: bool, lock_timeout: float,
-         cancelled: Callable[[], bool], source: Source | None) -> RunReport:
+         cancelled: Callable[[], bool], source: Source | None, kept: Kept) -> RunReport:
     log = EventLog(paths.events, lock_timeout=lock_timeout, cancelled=cancelled)
     with locked(paths.lock, lock_timeout, cancelled):
-        checkpoint = load_checkpoint(paths.checkpoint, log, instance,
-                                     os.path.abspath(inputs.inventory), warn)
+        checkpoint = kept.load(paths.checkpoint, log, instance,
+                               os.path.abspath(inputs.inventory), warn)
         now = parse_time(inputs.now) if inputs.now else clock()
         report = RunReport(run_id=uuid.uuid4().hex[:12], now=format_time(now))
         events = resync(checkpoint.state, report.now, report.run_id) if checkpoint.resync else []
@@ -159,6 +164,7 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
             report.skipped = True
             if events or not checkpoint.saved:
                 _commit(log, paths, checkpoint, events, report)
+            kept.keep(paths.checkpoint, log, checkpoint)
             return _settle(report, checkpoint)
         try:
             loaded, evaluation = source.evaluate(inputs, now)
@@ -167,6 +173,7 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
                 raise
             events += _error_lines(checkpoint, error.problems, report)
             _commit(log, paths, checkpoint, events, report)
+            kept.keep(paths.checkpoint, log, checkpoint)
             report.problems = error.problems
             return _settle(report, checkpoint)
         events += transitions(checkpoint.state, evaluation, report.run_id)
@@ -176,6 +183,7 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
         checkpoint.last_error = None
         checkpoint.observed_at = format_time(loaded.state.world.observed_at)
         _commit(log, paths, checkpoint, events, report)
+        kept.keep(paths.checkpoint, log, checkpoint)
     return _settle(report, checkpoint)
 
 
@@ -196,7 +204,7 @@ def _settle(report: RunReport, checkpoint: Checkpoint) -> RunReport:
     state = checkpoint.state
     report.summary, report.open = state.summary, len(state.open)
     report.observed_at = checkpoint.observed_at
-    report.recommendations = Open.from_entries(state.open.values())
+    report.open_entries = list(state.open.values())
     return report
 
 

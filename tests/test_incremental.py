@@ -4,12 +4,14 @@ inventory and rule edits, the world going stale, the clock moving on."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,6 +46,13 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (lab / "rules").mkdir()
     (lab / "rules" / "extra.yaml").write_text(RULES)
     return lab
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    """A full evaluation freezes what it keeps (see incremental.py): not past each test."""
+    yield
+    gc.unfreeze()
 
 
 def rewrite(path: Path, text: str) -> None:
@@ -176,3 +185,20 @@ def test_a_walk_that_finds_nothing_changed_keeps_the_evaluation(
     assert kept.fingerprint(inputs) == first
     kept.evaluate(inputs, now)
     assert (kept.full_runs, kept.incremental_runs) == (1, 2)
+
+
+def test_what_a_full_evaluation_keeps_is_left_out_of_the_collectors_walks(
+        generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache, "RACY_NS", -1)
+    lab = tmp_path / "lab"
+    shutil.copytree(generated, lab)
+    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z")
+    now = parse_time("2026-11-26T10:05:00Z")
+    gc.unfreeze()
+    kept = Incremental()
+    kept.notice(None)
+    kept.fingerprint(inputs)
+    loaded, _ = kept.evaluate(inputs, now)
+    subjects = loaded.state.subjects
+    assert gc.is_tracked(subjects) and gc.get_freeze_count() > 0
+    assert not any(tracked is subjects for tracked in gc.get_objects())  # frozen: in no generation

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from support.scenarios import FIXTURES, ScenarioFactory, evaluate_dir, ok
 
-from supervisor.checkpoint import load_checkpoint
+from supervisor import checkpoint as checkpoint_module
+from supervisor.checkpoint import Kept, load_checkpoint
 from supervisor.errors import SupervisorError
 from supervisor.eventlog import EventLog
 from supervisor.inputs import Inputs
@@ -377,3 +378,36 @@ def test_an_unchanged_run_leaves_the_checkpoint_alone(paths: Paths) -> None:
     assert run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet).skipped
     after = paths.checkpoint.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_kept_checkpoint_is_used_while_the_files_are_as_it_left_them(
+        scenario: ScenarioFactory, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = scenario({"n1": "services:\n  a: {}\n  b: {}\n"},
+                    services={"n1/a": {"status": "failed"}, "n1/b": ok()})
+    kept = Kept()
+    run_once(inputs(root), paths, warn=quiet, kept=kept)
+    reads: list[Path] = []
+    read = checkpoint_module._read
+    monkeypatch.setattr(checkpoint_module, "_read",
+                        lambda path, warn: reads.append(path) or read(path, warn))
+    assert run_once(inputs(root), paths, warn=quiet, kept=kept).skipped
+    assert reads == []  # a heartbeat with nothing new reads nothing
+    # Another run (another process) resolves a: the kept state is out of date, so it is read
+    # again, and the resolution is not written twice.
+    (root / "world/services/n1/a.json").write_text(json.dumps(ok()))
+    run_once(inputs(root), paths, warn=quiet)
+    assert run_once(inputs(root), paths, warn=quiet, kept=kept).skipped
+    assert reads == [paths.checkpoint, paths.checkpoint]
+    assert [e["type"] for e in lines(paths)] == [
+        "reconcile_required", "supervisor_summary", "reconcile_resolved", "supervisor_summary"]
+
+
+def test_a_kept_checkpoint_notices_a_rotated_log(paths: Paths) -> None:
+    kept = Kept()
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet, kept=kept)
+    open_before = set(replayed(paths))
+    paths.events.write_text("")  # copytruncate
+    messages: list[str] = []
+    assert run_once(inputs(FIXTURES / "homelab"), paths, warn=messages.append, kept=kept).skipped
+    assert "rotated" in messages[0]
+    assert set(replayed(paths)) == open_before  # written again, from the checkpoint

@@ -134,6 +134,7 @@ def run_command(
             error_metrics(metrics_file, error, started)
             raise
         return
+    from supervisor.checkpoint import Kept
     from supervisor.eventlog import EventLog
     from supervisor.retry import Retrying
 
@@ -143,7 +144,9 @@ def run_command(
                         instance, interval or 60.0, warn, lambda: stopper.stopping,
                         stopper.sleep_until)
 
-    # Watching, the process keeps its inputs and evaluation and redoes only what changed.
+    # A heartbeat with nothing new reads neither the checkpoint nor (watching) the inputs again:
+    # watching, the process keeps its inputs and evaluation and redoes only what changed.
+    checkpoint_kept = Kept()
     kept = None
     if watch_changes:
         from supervisor.incremental import Incremental
@@ -154,7 +157,7 @@ def run_command(
         started = time.monotonic()
         result = run_once(inputs, paths, instance=instance, warn=warn, keep_going=True,
                           lock_timeout=lock_timeout, cancelled=lambda: stopper.stopping,
-                          source=kept)
+                          source=kept, kept=checkpoint_kept)
         for problem in result.problems:
             warn(str(problem))
         report(result, started)
