@@ -59,6 +59,9 @@ class Table:
         # the engine to charge each subject with, in order, as the closure would have spent them.
         self.steps = 1 << 62
         self.charges: dict[int, int] = {}
+        # Function calls already made on these rows with the same arguments (two rules asking
+        # for failed_streak(deployments, params.deployment_window_seconds), say).
+        self.calls: dict[Any, tuple[Rows, list[Any], dict[int, int]]] = {}
         self._columns: dict[tuple[str, ...], list[Any]] = {}
 
     def __len__(self) -> int:
@@ -227,7 +230,7 @@ class _Batcher:
                             charges[row] = charges.get(row, 0) + len(item)
                     found.append(value)
                 return found
-            return call_one
+            return self._remembered(node, call_one)
         if len(args) == 2:
             (first, second), (first_kinds, second_kinds) = args, allowed
 
@@ -252,8 +255,49 @@ class _Batcher:
                                 charges[row] = charges.get(row, 0) + spent
                     found.append(value)
                 return found
-            return call_two
+            return self._remembered(node, call_two)
         return _all_deferred
+
+    def _remembered(self, node: AstNode, call: Batch) -> Batch:
+        """`call`, made once per table for the same rows and argument values: functions are
+        pure given the evaluation's time, which is one per table."""
+        parts: list[Any] = []
+        reads: list[Field] = []
+        for child in node["children"]:
+            keys = _params_path(child)
+            if keys is not None:
+                parts.append(("params", keys))
+                reads.append(_chain(keys) if keys else _itself)
+            elif child["type"] in ("field", "subexpression") and not _may_defer(child):
+                parts.append(("path", tuple(step["value"] for step in _flatten_sequence(child))))
+            elif child["type"] == "literal" and type(child["value"]) in _SCALARS:
+                parts.append(("literal", type(child["value"]), child["value"]))
+            else:
+                return call
+        static = (node["value"], tuple(parts))
+
+        def remembered(table: Table, rows: Rows) -> list[Any]:
+            values = [read(table.params) for read in reads]
+            if any(type(value) not in _SCALARS for value in values):
+                return call(table, rows)
+            key = (static, tuple((type(value), value) for value in values))
+            charges = table.charges
+            known = table.calls.get(key)
+            if known is not None and known[0] == rows:
+                for row, steps in known[2].items():
+                    charges[row] = charges.get(row, 0) + steps
+                return known[1]
+            mine: dict[int, int] = {}
+            table.charges = mine
+            try:
+                found = call(table, rows)
+            finally:
+                table.charges = charges
+            for row, steps in mine.items():
+                charges[row] = charges.get(row, 0) + steps
+            table.calls[key] = (rows, found, mine)
+            return found
+        return remembered
 
     def _projection(self, node: AstNode) -> Batch:
         """A projection of nothing is free and gives nothing; of anything else, the closure's."""
@@ -264,6 +308,9 @@ class _Batcher:
             for found in base(table, rows)]
 
     _filter_projection = _projection
+
+
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def _params_path(node: AstNode) -> tuple[str, ...] | None:

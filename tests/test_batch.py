@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import jmespath
+from jmespath import functions
 import pytest
 from test_compiler import DOCUMENTS, EXPRESSIONS, MatcherFunctions, outcome, same
 
@@ -74,3 +75,29 @@ def test_a_function_that_fails_is_deferred() -> None:
     values = check("to_number(service.actual.status) > `1` || abs(service.actual.status) > `1`",
                    [{"service": {"actual": {"status": "x"}}}], None)
     assert values == [DEFER]
+
+
+def test_a_call_repeated_by_another_rule_is_made_once_and_charged_again() -> None:
+    """The second rule asking for the same call on the same rows gets the first's values, and
+    each of its subjects is charged the same steps again, as its own closure would spend."""
+    calls: list[Any] = []
+
+    class Counting(MatcherFunctions):
+        @functions.signature({"types": ["array"]}, {"types": ["number"]})
+        def _func_count_above(self, items: list[Any], limit: float) -> int:
+            calls.append(items)
+            return sum(1 for item in items if isinstance(item, int) and item > limit)
+
+    table_functions = Counting()
+    documents = [{"service": {"desired": {}, "actual": {"ports": ports}}}
+                 for ports in ([], [80], [80, 443, 8080], None)]
+    table = table_of(documents, {"limit": 100})
+    expression = "service.desired != null && count_above(service.actual.ports, params.limit)"
+    first = compile_batch(jmespath.compile(expression + " > `0`").parsed, table_functions)
+    second = compile_batch(jmespath.compile(expression + " >= `3`").parsed, table_functions)
+    assert first(table) == [False, False, True, DEFER]
+    assert table.charges == {1: 1, 2: 3} and len(calls) == 3  # None is not an array: deferred
+    assert second(table) == [False, False, False, DEFER]
+    assert table.charges == {1: 2, 2: 6} and len(calls) == 3
+    table.params = {"limit": 8000}  # another rule's params: another call
+    assert first(table) == [False, False, True, DEFER] and len(calls) == 6
