@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import jmespath
-from jmespath import functions
 import pytest
+from jmespath import functions
 from test_compiler import DOCUMENTS, EXPRESSIONS, MatcherFunctions, outcome, same
 
 from supervisor.batch import DEFER, Table, compile_batch
