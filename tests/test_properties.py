@@ -404,6 +404,24 @@ def test_eval_is_deterministic_and_independent_of_layout_and_key_order(
 @pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(model=homelabs(), seed=st.integers(0, 2**32 - 1))
+def test_the_fast_evaluation_equals_the_reference_interpreter(
+    model: dict[str, Any], seed: int
+) -> None:
+    """The batch and the compiled closures (supervisor/batch.py, compiler.py) against jmespath's
+    own interpreter, on random homelabs: the same JSON, valid until the same moment."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        world = write_layout(root, model, random.Random(seed), "dir")
+        loaded = load(Inputs(inventory=root / "hosts", world=world, now=model["now"]))
+    fast = evaluate(loaded.state, loaded.rules)
+    slow = evaluate(loaded.state, loaded.rules, reference=True)
+    assert to_json(fast.to_json()) == to_json(slow.to_json())
+    assert fast.valid_until == slow.valid_until
+
+
+@pytest.mark.slow
+@PROPERTY_SETTINGS
+@given(model=homelabs(), seed=st.integers(0, 2**32 - 1))
 def test_explain_gives_exactly_eval_recommendations_for_every_subject(
     model: dict[str, Any], seed: int
 ) -> None:
