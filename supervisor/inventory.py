@@ -63,7 +63,8 @@ def load_inventory(root: Path) -> Inventory:
                 problems.extend(found)
                 continue
             documents[entry.name] = document
-            value = document.value
+            # Kept as the documents rules see: the cache spares a warm run building them.
+            value = _declared(entry.name, document.value)
             cached.put(display, value)
         values[entry.name] = value
     if not values and not problems:
@@ -96,35 +97,43 @@ def load_inventory(root: Path) -> Inventory:
     return inventory
 
 
+def _declared(node_name: str, document: dict[str, Any]) -> dict[str, Any]:
+    """What one node's file declares, as rules see it: the node's desired document and each
+    service's, in the file's order (JSON, so that the cache can keep it)."""
+    node_spec = document.get("node") or {}
+    services = []
+    for service_name, spec in (document.get("services") or {}).items():
+        spec = spec or {}
+        services.append([service_name, {
+            "critical": spec.get("critical", False),
+            "one_shot": spec.get("one_shot", False),
+            "depends_on": [_qualify(node_name, ref) for ref in spec.get("depends_on", [])],
+            "image": spec.get("image"),
+            "version": spec.get("version"),
+            "labels": spec.get("labels", {}),
+            **{key: value for key, value in spec.items() if key.startswith("x-")},
+        }])
+    node_desired = {
+        "critical": node_spec.get("critical", False),
+        "labels": node_spec.get("labels", {}),
+        **{key: value for key, value in node_spec.items() if key.startswith("x-")},
+    }
+    return {"node": node_desired, "services": services}
+
+
 def _assemble(values: dict[str, dict[str, Any]]) -> Inventory:
     inventory = Inventory()
-    for node_name, value in values.items():
-        node_spec = value.get("node") or {}
-        services = value.get("services") or {}
+    services = inventory.services
+    for node_name, declared in values.items():
         ids = []
-        for service_name, spec in services.items():
-            spec = spec or {}
+        for service_name, desired in declared["services"]:
             service_id = f"{node_name}/{service_name}"
-            depends_on = tuple(_qualify(node_name, ref) for ref in spec.get("depends_on", []))
-            desired = {
-                "critical": spec.get("critical", False),
-                "one_shot": spec.get("one_shot", False),
-                "depends_on": list(depends_on),
-                "image": spec.get("image"),
-                "version": spec.get("version"),
-                "labels": spec.get("labels", {}),
-                **{key: value for key, value in spec.items() if key.startswith("x-")},
-            }
-            inventory.services[service_id] = Service(
+            services[service_id] = Service(
                 id=service_id, node=node_name, name=service_name, critical=desired["critical"],
-                depends_on=depends_on, desired=desired,
+                depends_on=tuple(desired["depends_on"]), desired=desired,
             )
             ids.append(service_id)
-        node_desired = {
-            "critical": node_spec.get("critical", False),
-            "labels": node_spec.get("labels", {}),
-            **{key: value for key, value in node_spec.items() if key.startswith("x-")},
-        }
+        node_desired = declared["node"]
         inventory.nodes[node_name] = Node(
             name=node_name, critical=node_desired["critical"], desired=node_desired,
             services=tuple(ids),
