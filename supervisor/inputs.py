@@ -1,4 +1,8 @@
-"""Gathering one evaluation's inputs: inventory, world and rules, with every problem at once."""
+"""Gathering one evaluation's inputs: inventory, world and rules, with every problem at once.
+
+`Inputs` is all that `run` needs when its inputs are unchanged: the readers and the engine
+are imported when something is loaded, not with this module.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,16 @@ import os
 from collections.abc import Container
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from supervisor.engine import Evaluation, evaluate
 from supervisor.errors import InputError, Problem, SupervisorError
-from supervisor.inventory import load_inventory
-from supervisor.limits import current
-from supervisor.merge import State
-from supervisor.model import Inventory, RuleSet, Subject, World
-from supervisor.rules import default_rules_dir, load_rules
-from supervisor.timestamps import parse_time
-from supervisor.world import Progress, load_world
+from supervisor.resources import data_dir
+
+if TYPE_CHECKING:
+    from supervisor.engine import Evaluation
+    from supervisor.merge import State
+    from supervisor.model import Inventory, RuleSet, Subject, World
+    from supervisor.world import Progress
 
 
 class Inputs(NamedTuple):
@@ -32,7 +35,7 @@ class Inputs(NamedTuple):
     max_skew: float | None = None  # seconds; None means the rules' max_clock_skew_seconds
 
     def rule_sources(self) -> list[Path]:
-        return ([default_rules_dir()] if self.default_rules else []) + list(self.rules)
+        return ([data_dir("rules")] if self.default_rules else []) + list(self.rules)
 
     def params(self) -> dict[str, Any]:
         """Params from the command line, which win over every rule set's."""
@@ -52,6 +55,12 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
     The evaluation time is `inputs.now`, else `clock` (the wall clock, for `run`), else the
     world's `observed_at`, so that a fixture always gives the same answer.
     """
+    from supervisor.inventory import load_inventory
+    from supervisor.merge import State
+    from supervisor.rules import load_rules
+    from supervisor.timestamps import parse_time
+    from supervisor.world import load_world
+
     problems: list[Problem] = []
     now = None
     if inputs.now is not None:
@@ -101,6 +110,9 @@ def evaluate_inputs(inputs: Inputs, *, clock: datetime | None = None,
                     ) -> tuple[Loaded, Evaluation]:
     """Loads and evaluates, with the garbage collector paused: both allocate many objects and
     free few, and a collection pass over a hundred thousand services costs seconds."""
+    from supervisor.engine import evaluate
+    from supervisor.limits import current
+
     enabled = gc.isenabled()
     gc.disable()
     try:

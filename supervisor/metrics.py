@@ -16,13 +16,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from supervisor.engine import Evaluation
 from supervisor.errors import Problem
 from supervisor.registry import SUMMARY_STATES
 from supervisor.safefile import UnsafeFileError
 from supervisor.timestamps import parse_time
+
+if TYPE_CHECKING:
+    from supervisor.engine import Evaluation
 
 MODE = 0o644
 

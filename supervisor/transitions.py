@@ -26,7 +26,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from supervisor.checkpoint import Checkpoint, Kept, save_checkpoint
-from supervisor.engine import Evaluation, Recommendation
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import EventLog
 from supervisor.manifest import Fresh, Source
@@ -47,6 +46,7 @@ from supervisor.terminal import counted
 from supervisor.timestamps import format_time, parse_time
 
 if TYPE_CHECKING:
+    from supervisor.engine import Evaluation, Recommendation
     from supervisor.inputs import Inputs
 
 RESYNC = "resync"  # the count of lines a run wrote again
