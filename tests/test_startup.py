@@ -60,6 +60,20 @@ def test_eval_with_a_warm_cache_imports_only_what_it_needs(lab: Path, tmp_path: 
     assert "supervisor.commands.evaluation" in warm and "supervisor.engine" in warm
 
 
+def test_an_unchanged_run_imports_neither_the_engine_nor_the_readers(lab: Path,
+                                                                    tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    argv = ["run", str(lab), "--once", "--quiet", "--now", "2026-11-26T10:01:00Z",
+            "--events", str(state / "events.log"), "--checkpoint", str(state / "checkpoint.json")]
+    evaluated = imported_by(argv, tmp_path / "cache")
+    assert "supervisor.engine" in evaluated and "supervisor.inventory" in evaluated
+    unchanged = imported_by(argv, tmp_path / "cache")
+    assert sorted(unchanged.intersection({
+        "supervisor.engine", "supervisor.inventory", "supervisor.world", "supervisor.rules",
+        "supervisor.merge", "yaml", "jmespath"})) == []
+
+
 def test_a_history_or_an_expectation_is_still_read(lab: Path, tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "homelab" / "expect.yaml", lab / "expect.yaml")
     (lab / "remediations.json").write_text('{"subjects": {}}\n')
