@@ -91,8 +91,6 @@ class Check:
         roots = [str(root) for root in (inputs.inventory, inputs.world, *inputs.rule_sources(),
                                         *history)]
         scope = repr([os.path.abspath(root) for root in roots])
-        options = (inputs.now, inputs.max_age, inputs.max_skew,
-                   [str(source) for source in inputs.rule_sources()])
         self.reading = Reading()
         self._identity = cache.identity(None)
         self._summary_path = cache.cache_path("inputs", scope)
@@ -105,15 +103,21 @@ class Check:
         self._moved: set[str] = set()
         self._roots = [(base, os.path.realpath(base)) for base in roots]
 
-        # This walk is all an unchanged run does: a hundred thousand files, so kept lean, and
-        # with the collector paused (it would walk the growing list of stamps again and again).
+        # A hundred thousand files: the collector is paused, since it would walk the growing
+        # lists of stamps and hashes again and again, and frees nothing here.
         paused = gc.isenabled()
         gc.disable()
         try:
-            walked, parts, newest = _walk(roots)
+            self._find(inputs, roots, complete)
         finally:
             if paused:
                 gc.enable()
+
+    def _find(self, inputs: Inputs, roots: list[str], complete: bool) -> None:
+        options = (inputs.now, inputs.max_age, inputs.max_skew,
+                   [str(source) for source in inputs.rule_sources()])
+        # This walk is all an unchanged run does, so it is kept lean.
+        walked, parts, newest = _walk(roots)
         parts.insert(0, repr(options))
         self._walked = walked
         self._stamps = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")
@@ -132,20 +136,30 @@ class Check:
         self._part = {}
         current = None
         known: dict[str, Any] = {}
+        hashes: dict[str, list[Any]] = {}
+        racy = cache.RACY_NS
         for base, relative, status, linked in walked:
-            path = base + relative
             if base != current:
                 current = base
                 parts.append(f"\0root {base}\0")
                 earlier = recorded.get(base)
                 known = earlier if isinstance(earlier, dict) else {}
-                self._hashes[base] = {}
-            seen = cache.stamp_from(status) if status is not None else None
-            entry = self._hash(path, seen, linked, known.get(relative))
-            self._part[path] = len(parts)
+                hashes = self._hashes[base] = {}
+            entry = known.get(relative)
+            # Most files, inline: the stamp is the one recorded with the hash, and was trusted
+            # then (as `_hash` checks it).
+            if not (status is not None and type(entry) is list and len(entry) == 6
+                    and entry[0] == status.st_ino and entry[1] == status.st_mtime_ns
+                    and entry[2] == status.st_size and entry[3] == status.st_ctime_ns
+                    and type(entry[5]) is int and entry[5] - max(entry[1], entry[3]) > racy
+                    and type(entry[4]) is str):
+                seen = cache.stamp_from(status) if status is not None else None
+                entry = self._hash(base + relative, seen, linked, entry)
+            if complete:
+                self._part[base + relative] = len(parts)
             parts.append(f"\0{relative}\0{entry[4] if entry else UNREADABLE}")
             if entry is not None:
-                self._hashes[base][relative] = entry
+                hashes[relative] = entry
         self._parts = parts
         self.digest = _digest(parts)
         self.changed += 1  # the summary, at least, is new
@@ -255,8 +269,14 @@ class Fresh:
         from supervisor.inputs import evaluate_inputs  # only when there is work to do
 
         assert self._check is not None, "fingerprint first"
+        # Loaded with the collector paused, the evaluation's millions of objects would all be
+        # walked by its first pass afterwards (half a second at 100,000 services, freeing
+        # nothing): frozen, they are left out. The last run's, no longer used, go back to it.
+        gc.unfreeze()
         with reading(self._check.for_loaders()):
-            return evaluate_inputs(inputs, clock=now)
+            result = evaluate_inputs(inputs, clock=now)
+        gc.freeze()
+        return result
 
 
 def _digest(parts: list[str]) -> str:
