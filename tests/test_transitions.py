@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -411,3 +412,13 @@ def test_a_kept_checkpoint_notices_a_rotated_log(paths: Paths) -> None:
     assert run_once(inputs(FIXTURES / "homelab"), paths, warn=messages.append, kept=kept).skipped
     assert "rotated" in messages[0]
     assert set(replayed(paths)) == open_before  # written again, from the checkpoint
+
+
+def test_an_evaluation_is_left_out_of_the_collectors_walks(paths: Paths) -> None:
+    """Loaded with the collector paused, its first pass would walk everything (manifest.py)."""
+    gc.unfreeze()
+    try:
+        assert not run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet).skipped
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
