@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -53,6 +53,16 @@ def unfrozen() -> Iterator[None]:
     """A full evaluation freezes what it keeps (see incremental.py): not past each test."""
     yield
     gc.unfreeze()
+
+
+def settled_copy(generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                 ) -> tuple[Inputs, datetime]:
+    """A copy of the generated lab, its files counted as settled, and its inputs at 10:05."""
+    monkeypatch.setattr(cache, "RACY_NS", -1)  # files written a moment ago count as settled
+    lab = tmp_path / "lab"
+    shutil.copytree(generated, lab)
+    return (Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z"),
+            parse_time("2026-11-26T10:05:00Z"))
 
 
 def rewrite(path: Path, text: str) -> None:
@@ -146,34 +156,28 @@ def test_incremental_evaluation_equals_full_evaluation(
 
 def test_a_change_the_watcher_cannot_name_is_evaluated_in_full(
         generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "RACY_NS", -1)
-    lab = tmp_path / "lab"
-    shutil.copytree(generated, lab)
-    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z")
+    inputs, now = settled_copy(generated, tmp_path, monkeypatch)
+    lab = inputs.inventory.parent
     kept = Incremental()
     kept.notice(None)
     kept.fingerprint(inputs)
-    kept.evaluate(inputs, parse_time("2026-11-26T10:05:00Z"))
+    kept.evaluate(inputs, now)
     record = min((lab / "world" / "services").glob("*/*.json"))
     rewrite(record, record.read_text().replace('"status"', '"status" '))
     kept.notice(None)  # an overflowing queue, say
     kept.fingerprint(inputs)
-    kept.evaluate(inputs, parse_time("2026-11-26T10:05:00Z"))
+    kept.evaluate(inputs, now)
     assert (kept.full_runs, kept.incremental_runs) == (2, 0)
     rewrite(record, record.read_text().replace('"status" ', '"status"'))
     kept.notice({os.path.realpath(record)})
     kept.fingerprint(inputs)
-    kept.evaluate(inputs, parse_time("2026-11-26T10:05:00Z"))
+    kept.evaluate(inputs, now)
     assert (kept.full_runs, kept.incremental_runs) == (2, 1)
 
 
 def test_a_walk_that_finds_nothing_changed_keeps_the_evaluation(
         generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "RACY_NS", -1)
-    lab = tmp_path / "lab"
-    shutil.copytree(generated, lab)
-    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z")
-    now = parse_time("2026-11-26T10:05:00Z")
+    inputs, now = settled_copy(generated, tmp_path, monkeypatch)
     kept = Incremental()
     kept.notice(None)
     first = kept.fingerprint(inputs)
@@ -189,11 +193,7 @@ def test_a_walk_that_finds_nothing_changed_keeps_the_evaluation(
 
 def test_what_a_full_evaluation_keeps_is_left_out_of_the_collectors_walks(
         generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "RACY_NS", -1)
-    lab = tmp_path / "lab"
-    shutil.copytree(generated, lab)
-    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z")
-    now = parse_time("2026-11-26T10:05:00Z")
+    inputs, now = settled_copy(generated, tmp_path, monkeypatch)
     gc.unfreeze()
     kept = Incremental()
     kept.notice(None)
