@@ -1,10 +1,11 @@
 """`run --watch`: run again whenever an input changes, and on a heartbeat.
 
-Observers publish a snapshot atomically: a new directory renamed into place, or a symlink
+The changes come from the kernel (`supervisor/changes.py`): the process sleeps until there is
+one. Observers publish a snapshot atomically: a new directory renamed into place, or a symlink
 swapped to point at one. A watch set up on the old directory sees nothing of that, nor of
 anything after it. So where each input leads (its real path, device and inode) is looked at
-again every STEP_MS, which costs a few stat calls, and when it leads somewhere else the inputs
-are run again and the watch is set up anew on what they are now.
+again every LOOK_MS, which costs a few stat calls, and when it leads somewhere else the watch
+is set up anew on what the inputs are now, and they are run again.
 """
 
 from __future__ import annotations
@@ -39,41 +40,36 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
     `heartbeat` seconds, so that a world that stops changing is still noticed going stale.
     Before each run, `noticed` hears the real paths that changed; None when that is not
     known (the first run, an input replaced, every RECHECK_EVERY heartbeats)."""
-    from watchfiles import watch as changes_under
+    from supervisor.changes import Changes
 
-    ignored_names = {str(path) for path in ignored}
-
-    def relevant(change: object, path: str) -> bool:
-        return path not in ignored_names and not os.path.basename(path).startswith(".")
-
+    ignored_names = {os.path.realpath(path) for path in ignored}
     tell = noticed or (lambda changed: None)
-    tell(None)
-    cycle()
-    last, beats = time.monotonic(), 0
+    last, beats, due = time.monotonic(), 0, True
     while not stopper.stopping:
         leads = {path: _identity(path) for path in watched}
         roots = sorted({identity[0] for identity in leads.values() if identity is not None})
         if not roots:
             return
-        moved = False
-        for changes in changes_under(*roots, watch_filter=relevant, debounce=DEBOUNCE_MS,
-                                     step=STEP_MS, rust_timeout=min(LOOK_MS, int(heartbeat * 1000)),
-                                     yield_on_timeout=True, stop_event=stopper.event,
-                                     raise_interrupt=False):
-            if stopper.event.is_set():
-                return
-            moved = any(_identity(path) != lead for path, lead in leads.items())
-            beat = not changes and not moved and time.monotonic() - last >= heartbeat
-            if changes or moved or beat:
-                beats += beat
-                unknown = moved or (beat and beats % RECHECK_EVERY == 0)
-                tell(None if unknown else {path for _, path in changes})
+        with Changes(roots, ignored_names, step_ms=STEP_MS, debounce_ms=DEBOUNCE_MS,
+                     timeout_ms=min(LOOK_MS, int(heartbeat * 1000))) as changes:
+            if due:  # the first run, or inputs replaced: watched from before the run on
+                tell(None)
                 cycle()
-                last = time.monotonic()
-            if moved:
-                break  # watch what the inputs are now
-        if not moved:
-            return
+                last, due = time.monotonic(), False
+            while not stopper.stopping:
+                found = changes.wait()
+                if stopper.event.is_set():  # a signal while waiting
+                    return
+                if any(_identity(path) != lead for path, lead in leads.items()):
+                    due = True
+                    break  # watch what the inputs are now
+                beat = found == set() and time.monotonic() - last >= heartbeat
+                if found or found is None or beat:
+                    beats += beat
+                    tell(None if found is None or (beat and beats % RECHECK_EVERY == 0)
+                         else found)
+                    cycle()
+                    last = time.monotonic()
 
 
 def _identity(path: Path) -> Identity:
