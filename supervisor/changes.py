@@ -4,7 +4,7 @@
 nothing changes. A watcher that polls its queue (watchfiles wakes every step) pays for every
 wake-up whether anything changed or not: on a virtual machine that is most of an idle
 supervisor's CPU. Here the process sleeps in `poll` on the inotify descriptor until the kernel
-has an event, or until the caller's timeout (the look at where the inputs lead, once a second).
+has an event, or until the caller's timeout (its look at where the inputs lead).
 
 Directories are watched one by one (inotify is not recursive): every directory under the roots,
 and each new one as it appears. A file root (a rule file) is watched itself. What cannot be

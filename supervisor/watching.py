@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 # since a run after a change costs little with incremental evaluation (see incremental.py).
 STEP_MS = 50
 DEBOUNCE_MS = 30_000
-# How often to look where the inputs lead (a few stat calls), when nothing else wakes us.
-LOOK_MS = 1000
+# How often to look where the inputs lead (a few stat calls), when nothing else wakes us: each
+# wake-up costs about a millisecond of CPU on a virtual machine, and a replaced world is
+# evaluated in full anyway, which takes longer at scale. It also bounds how long a stop waits.
+LOOK_MS = 2000
 # Every so many heartbeats, the inputs are walked whatever the watcher said: it may have
 # missed something (an overflowing kernel queue, a file system it cannot watch).
 RECHECK_EVERY = 30
