@@ -48,10 +48,12 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
     tell = noticed or (lambda changed: None)
     last, beats, due = time.monotonic(), 0, True
     while not stopper.stopping:
-        leads = {path: _identity(path) for path in watched}
-        roots = sorted({identity[0] for identity in leads.values() if identity is not None})
+        identities = [_identity(path) for path in watched]
+        roots = sorted({identity[0] for identity in identities if identity is not None})
         if not roots:
             return
+        leads = {path: None if identity is None else identity[1:]
+                 for path, identity in zip(watched, identities, strict=True)}
         with Changes(roots, ignored_names, step_ms=STEP_MS, debounce_ms=DEBOUNCE_MS,
                      timeout_ms=min(LOOK_MS, int(heartbeat * 1000))) as changes:
             if due:  # the first run, or inputs replaced: watched from before the run on
@@ -62,7 +64,7 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
                 found = changes.wait()
                 if stopper.event.is_set():  # a signal while waiting
                     return
-                if any(_identity(path) != lead for path, lead in leads.items()):
+                if any(_lead(path) != lead for path, lead in leads.items()):
                     due = True
                     break  # watch what the inputs are now
                 beat = found == set() and time.monotonic() - last >= heartbeat
@@ -72,6 +74,17 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
                          else found)
                     cycle()
                     last = time.monotonic()
+
+
+def _lead(path: Path) -> tuple[int, int] | None:
+    """The device and inode `path` leads to: they change when a directory is renamed into its
+    place or a symlink on the way is swapped. One stat call, where `_identity`'s real path
+    costs one per component."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _identity(path: Path) -> Identity:
