@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from supervisor.cli import reporting_errors
 
 app = typer.Typer(help="Write the inventory from what the homelab already describes.",
                   no_args_is_help=True, rich_markup_mode=None)
 
 
-def _reporting(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from supervisor.cli import reporting_errors  # here: cli imports this module
-
-        return reporting_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
 @app.command("compose")
-@_reporting
+@reporting_errors
 def compose_command(
     directory: Annotated[
         Path, typer.Argument(metavar="DIR", show_default=False,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from supervisor.cli import (
+    DEFAULT_EVENTS,
+    events_option,
+    from_env,
+    instance_option,
+    reporting_errors,
+)
 from supervisor.notify import NOTIFIERS
 
 if TYPE_CHECKING:
@@ -21,14 +26,7 @@ app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None,
 )
 
-DEFAULT_EVENTS = Path("/tmp/agent-events.log")
-
-EventsOpt = Annotated[
-    Path | None,
-    typer.Option("--events", metavar="PATH", show_default=False,
-                 help="The event log, read only. [env SUPERVISOR_EVENTS; default "
-                 "/tmp/agent-events.log]"),
-]
+EventsOpt = Annotated[Path | None, events_option("The event log, read only.")]
 StateOpt = Annotated[
     Path | None,
     typer.Option("--state", metavar="FILE", show_default=False,
@@ -38,9 +36,8 @@ StateOpt = Annotated[
 ]
 InstanceOpt = Annotated[
     str | None,
-    typer.Option("--instance", metavar="NAME", show_default=False,
-                 help="Deliver only this supervisor instance's events. [env "
-                 "SUPERVISOR_INSTANCE; default: every instance writing the log]"),
+    instance_option("Deliver only this supervisor instance's events.",
+                    "every instance writing the log"),
 ]
 OnceOpt = Annotated[bool, typer.Option("--once", help="Deliver what is pending and exit "
                                        "(for cron and timers). The default.")]
@@ -59,18 +56,8 @@ RetryMaxOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but problems.")]
 
 
-def _reporting(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from supervisor.cli import reporting_errors  # here: cli imports this module
-
-        return reporting_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
 @app.command("alertmanager")
-@_reporting
+@reporting_errors
 def alertmanager_command(
     url: Annotated[str, typer.Argument(metavar="URL", help="Alertmanager, e.g. "
                                        "http://127.0.0.1:9093")],
@@ -96,7 +83,7 @@ def alertmanager_command(
 
 
 @app.command("apprise")
-@_reporting
+@reporting_errors
 def apprise_command(
     urls: Annotated[list[str], typer.Argument(metavar="URL...", help="Apprise URLs: ntfy://, "
                                               "gotify://, mqtt://, mailto://, json:// ...")],
@@ -141,7 +128,7 @@ def _deliver(notifier: Notifier, events: Path | None, state: Path | None, instan
     _positive("--poll", poll)
     _positive("--retry-max", retry_max)
     env = os.environ
-    events = events or Path(env.get("SUPERVISOR_EVENTS") or DEFAULT_EVENTS)
+    events = from_env(events, "SUPERVISOR_EVENTS", DEFAULT_EVENTS)
     state = state or Path(env.get("SUPERVISOR_NOTIFY_STATE")
                           or f"/tmp/supervisor-notify-{notifier.name}.json")
     instance = instance or env.get("SUPERVISOR_INSTANCE") or None

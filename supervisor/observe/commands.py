@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
-from collections.abc import Callable
-from typing import Any
 
 import typer
 
+from supervisor.cli import reporting_errors
 from supervisor.observe import SOURCES
 
 app = typer.Typer(
@@ -18,15 +16,5 @@ app = typer.Typer(
 )
 
 
-def _reporting(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from supervisor.cli import reporting_errors  # here: cli imports this module
-
-        return reporting_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
 for _name, _module in SOURCES.items():
-    app.command(_name)(_reporting(importlib.import_module(_module).command))
+    app.command(_name)(reporting_errors(importlib.import_module(_module).command))
