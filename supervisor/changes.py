@@ -52,8 +52,8 @@ class Changes:
             self._polled = _Polled(roots, self._relevant, step_ms, debounce_ms, timeout_ms)
             return
         flags = module.flags
-        self._file_mask = (flags.MODIFY | flags.ATTRIB | flags.CLOSE_WRITE | flags.DELETE_SELF
-                           | flags.MOVE_SELF)
+        # Writes, not opens and closes: a lock file opened and closed is no change.
+        self._file_mask = flags.MODIFY | flags.ATTRIB | flags.DELETE_SELF | flags.MOVE_SELF
         self._directory_mask = (self._file_mask | flags.CREATE | flags.DELETE | flags.MOVED_FROM
                                 | flags.MOVED_TO | flags.DONT_FOLLOW)
         self._overflow, self._gone = flags.Q_OVERFLOW, flags.IGNORED
@@ -77,20 +77,26 @@ class Changes:
 
     def wait(self) -> Found:
         """What changed within the timeout (an empty set: nothing did). A burst of changes is
-        taken whole: it ends when `step_ms` pass without one, or after `debounce_ms`."""
+        taken whole: it ends at a step of `step_ms` without a change, but not before the second
+        step (a writer's lock file, then its records tens of milliseconds later, are one burst;
+        watchfiles, polling every step, never ended one sooner), or after `debounce_ms`."""
         if self._polled is not None:
             return self._polled()
         events = self._inotify.read(timeout=self._timeout_ms)
         if not events:
             return set()
         found: set[str] = set()
-        unknown = False
+        unknown = self._take(events, found)
         deadline = time.monotonic() + self._debounce_ms / 1000
-        while events:
-            unknown |= self._take(events, found)
-            if time.monotonic() >= deadline:
+        steps = 0
+        while time.monotonic() < deadline:
+            time.sleep(self._step_ms / 1000)
+            steps += 1
+            events = self._inotify.read(timeout=0)
+            if events:
+                unknown |= self._take(events, found)
+            elif steps >= 2:
                 break
-            events = self._inotify.read(timeout=self._step_ms)
         return None if unknown or self._blind else found
 
     def _take(self, events: list[Any], found: set[str]) -> bool:

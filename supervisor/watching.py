@@ -46,7 +46,9 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
 
     ignored_names = {os.path.realpath(path) for path in ignored}
     tell = noticed or (lambda changed: None)
-    last, beats, due = time.monotonic(), 0, True
+    tell(None)
+    cycle()
+    last, beats = time.monotonic(), 0
     while not stopper.stopping:
         identities = [_identity(path) for path in watched]
         roots = sorted({identity[0] for identity in identities if identity is not None})
@@ -54,26 +56,24 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
             return
         leads = {path: None if identity is None else identity[1:]
                  for path, identity in zip(watched, identities, strict=True)}
+        # Set up after the run, as the run's own first writes (a lock file it creates) are
+        # not changes to run again for.
         with Changes(roots, ignored_names, step_ms=STEP_MS, debounce_ms=DEBOUNCE_MS,
                      timeout_ms=min(LOOK_MS, int(heartbeat * 1000))) as changes:
-            if due:  # the first run, or inputs replaced: watched from before the run on
-                tell(None)
-                cycle()
-                last, due = time.monotonic(), False
             while not stopper.stopping:
                 found = changes.wait()
                 if stopper.event.is_set():  # a signal while waiting
                     return
-                if any(_lead(path) != lead for path, lead in leads.items()):
-                    due = True
-                    break  # watch what the inputs are now
-                beat = found == set() and time.monotonic() - last >= heartbeat
-                if found or found is None or beat:
+                moved = any(_lead(path) != lead for path, lead in leads.items())
+                beat = not moved and found == set() and time.monotonic() - last >= heartbeat
+                if moved or found or found is None or beat:
                     beats += beat
-                    tell(None if found is None or (beat and beats % RECHECK_EVERY == 0)
-                         else found)
+                    unknown = moved or found is None or (beat and beats % RECHECK_EVERY == 0)
+                    tell(None if unknown else found)
                     cycle()
                     last = time.monotonic()
+                if moved:
+                    break  # watch what the inputs are now
 
 
 def _lead(path: Path) -> tuple[int, int] | None:
