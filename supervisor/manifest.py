@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import operator
 import os
 import stat
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor import cache
 from supervisor.cache import Stamp
+from supervisor.walk import Walked, walk
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from supervisor.inputs import Inputs, Loaded
 
 UNREADABLE = "unreadable"
-_FORMAT, _REGULAR = 0o170000, stat.S_IFREG
-_BY_NAME = operator.attrgetter("name")
-# (root, path relative to it (the path is the two joined), status of the file or of what a link
-# leads to, whether it is a link)
-Walked = tuple[str, str, os.stat_result | None, bool]
 
 
 class Reading:
@@ -101,6 +96,7 @@ class Check:
         self._parts: list[str] = []
         self._part: dict[str, int] = {}
         self._moved: set[str] = set()
+        self._files: list[Walked] | None = None
         self._roots = [(base, os.path.realpath(base)) for base in roots]
 
         # A hundred thousand files: the collector is paused, since it would walk the growing
@@ -117,10 +113,9 @@ class Check:
         options = (inputs.now, inputs.max_age, inputs.max_skew,
                    [str(source) for source in inputs.rule_sources()])
         # This walk is all an unchanged run does, so it is kept lean.
-        walked, parts, newest = _walk(roots)
-        parts.insert(0, repr(options))
-        self._walked = walked
-        self._stamps = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")
+        self._listing = walk(roots)
+        stamps, newest = self._listing.stamps()
+        self._stamps = hashlib.sha256(repr(options).encode("utf-8", "surrogateescape") + stamps
                                       ).hexdigest()
 
         summary = cache.read(self._summary_path, self._identity) or {}
@@ -138,7 +133,7 @@ class Check:
         known: dict[str, Any] = {}
         hashes: dict[str, list[Any]] = {}
         racy = cache.RACY_NS
-        for base, relative, status, linked in walked:
+        for base, relative, status, linked in self._walked():
             if base != current:
                 current = base
                 parts.append(f"\0root {base}\0")
@@ -163,6 +158,11 @@ class Check:
         self._parts = parts
         self.digest = _digest(parts)
         self.changed += 1  # the summary, at least, is new
+
+    def _walked(self) -> list[Walked]:
+        if self._files is None:
+            self._files = self._listing.walked()
+        return self._files
 
     def update(self, changed: set[str]) -> bool:
         """Takes in the files at `changed` (real paths, as a watcher reports them) without
@@ -204,7 +204,7 @@ class Check:
     def for_loaders(self) -> Reading:
         """What the loaders may take instead of reading and stat'ing again."""
         stamps = self.reading.stamps
-        for base, relative, status, linked in self._walked:
+        for base, relative, status, linked in self._walked():
             path = base + relative
             # Files taken in since the walk (`update`) have newer stamps: stat'ed again.
             if status is not None and not linked and path not in self._moved:
@@ -300,66 +300,3 @@ def _follow(path: str) -> os.stat_result | None:
         return os.stat(path)
     except OSError:
         return None
-
-
-def _walk(roots: list[str]) -> tuple[list[Walked], list[str], int]:
-    """Every file under `roots`, in a stable order (links to directories are not followed):
-    what was found, a line per file for the stamps' hash, and the newest ctime of a regular
-    file (any change to a file moves its ctime, whatever its mtime is set to).
-
-    One pass, building as little per file as it can: this is all an unchanged run does."""
-    walked: list[Walked] = []
-    parts: list[str] = []
-    newest = 0
-    for base in roots:
-        parts.append(f"root {base}")
-        if os.path.isfile(base):
-            status = _follow(base)
-            if status is not None:
-                newest = max(newest, _irregular(base, "", status, walked, parts))
-            continue
-        pending = [base]
-        while pending:
-            directory = pending.pop()
-            try:
-                with os.scandir(directory) as scanner:
-                    entries = sorted(scanner, key=_BY_NAME)
-            except OSError:
-                continue
-            prefix = directory[len(base):] + "/"
-            below = []
-            for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        below.append(entry.path)
-                        continue
-                    found = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                relative = prefix + entry.name
-                if found.st_mode & _FORMAT == _REGULAR:
-                    walked.append((base, relative, found, False))
-                    parts.append(f"{relative} {found.st_ino} {found.st_mtime_ns} "
-                                 f"{found.st_size} {found.st_ctime_ns}")
-                    newest = max(newest, found.st_ctime_ns)
-                else:
-                    newest = max(newest, _irregular(base, relative, found, walked, parts))
-            pending.extend(reversed(below))
-    return walked, parts, newest
-
-
-def _irregular(base: str, relative: str, found: os.stat_result, walked: list[Walked],
-               parts: list[str]) -> int:
-    """A link (rule files may be links, and loaders follow those), or something that is no
-    regular file; the ctime of the regular file it leads to, else 0."""
-    linked = stat.S_ISLNK(found.st_mode)
-    status = _follow(base + relative) if linked else found
-    if status is None or not stat.S_ISREG(status.st_mode):
-        walked.append((base, relative, None, linked))
-        parts.append(f"{relative} -")
-        return 0
-    walked.append((base, relative, status, linked))
-    parts.append(f"{relative} {status.st_ino} {status.st_mtime_ns} {status.st_size} "
-                 f"{status.st_ctime_ns}")
-    return status.st_ctime_ns
-

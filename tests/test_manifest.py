@@ -88,10 +88,11 @@ def opened_during(monkeypatch: pytest.MonkeyPatch, lab: Path, action: Any) -> co
     opened: collections.Counter[str] = collections.Counter()
     real = os.open
 
-    def counting(path: Any, *args: Any, **kwargs: Any) -> int:
-        if str(path).startswith(str(lab)):
+    def counting(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        # Files, not the directories the walk lists.
+        if str(path).startswith(str(lab)) and not flags & os.O_DIRECTORY:
             opened[str(path)] += 1
-        return real(path, *args, **kwargs)
+        return real(path, flags, *args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(os, "open", counting)
