@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,69 @@ def load_checkpoint(path: Path, log: EventLog, instance: str, inventory: str,
              f"(the first: {state.first_broken})")
         state.broken, state.first_broken = 0, None
     return checkpoint
+
+
+@dataclass(frozen=True)
+class Glance:
+    """What a run needs of the checkpoint to find that it has nothing to do, and to say so."""
+
+    inputs_digest: str | None
+    valid_until: str | None
+    last_error: str | None
+    observed_at: str | None
+    summary: str | None
+    open: int
+
+
+def glance(path: Path, log: EventLog, instance: str, inventory: str) -> Glance | None:
+    """The checkpoint at a glance, from the cache, while the checkpoint and the log are exactly
+    as a run left them (else None: read them).
+
+    An unchanged run would otherwise read and check the whole checkpoint (megabytes at 100,000
+    services) to learn one digest. The stamps (device, inode, size, mtime, ctime) vouch for the
+    files only once they are older than the clock's grain (`cache.trusted`), as the inputs'
+    stamps do. Use it holding the checkpoint's lock, as `load_checkpoint`.
+    """
+    from supervisor import cache
+
+    kept = cache.read(cache.cache_path("checkpoint", _scope(path, log, instance, inventory)),
+                      cache.identity(None))
+    if kept is None:
+        return None
+    stamps = [_file_stamp(path), _file_stamp(log.path)]
+    taken = kept.get("taken")
+    if (kept.get("stamps") != [list(stamp) if stamp else None for stamp in stamps]
+            or None in stamps or not isinstance(taken, int)
+            or any(taken - max(stamp[3], stamp[4]) <= cache.RACY_NS
+                   for stamp in stamps if stamp is not None)):
+        return None
+    try:
+        return Glance(**kept["glance"])
+    except (KeyError, TypeError):
+        return None  # another shape: not ours to trust
+
+
+def remember(path: Path, log: EventLog, checkpoint: Checkpoint,
+             seen: Glance | None = None) -> None:
+    """Keeps `checkpoint` at a glance for the next run, unless that is what `seen` was. Call it
+    when `path` holds `checkpoint`, written against the log as it is now."""
+    from supervisor import cache
+
+    state = checkpoint.state
+    now = Glance(checkpoint.inputs_digest, checkpoint.valid_until, checkpoint.last_error,
+                 checkpoint.observed_at, state.summary, len(state.open))
+    if now == seen:
+        return
+    stamps = [_file_stamp(path), _file_stamp(log.path)]
+    cache.write(cache.cache_path("checkpoint",
+                                 _scope(path, log, state.instance, checkpoint.inventory)),
+                cache.identity(None),
+                {"stamps": [list(stamp) if stamp else None for stamp in stamps],
+                 "taken": cache.now_ns(), "glance": asdict(now)})
+
+
+def _scope(path: Path, log: EventLog, instance: str, inventory: str) -> str:
+    return repr([os.path.abspath(path), os.path.abspath(log.path), instance, inventory])
 
 
 class Kept:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from supervisor.checkpoint import Checkpoint, Kept, save_checkpoint
+from supervisor.checkpoint import Checkpoint, Glance, Kept, glance, remember, save_checkpoint
 from supervisor.errors import Problem, SupervisorError
 from supervisor.eventlog import EventLog
 from supervisor.manifest import Fresh, Source
@@ -123,11 +123,14 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
              clock: Clock = wall_clock, warn: Callable[[str], None] = print,
              keep_going: bool = False, lock_timeout: float = 30.0,
              cancelled: Callable[[], bool] = lambda: False,
-             source: Source | None = None, kept: Kept | None = None) -> RunReport:
+             source: Source | None = None, kept: Kept | None = None,
+             at_a_glance: bool = False) -> RunReport:
     """One evaluation and its transitions, appended and checkpointed.
 
     A long-running process passes the same `source` (its inputs, see manifest.py) and `kept`
-    (its checkpoint) to every run, so that a run with nothing new reads neither again.
+    (its checkpoint) to every run, so that a run with nothing new reads neither again. A run of
+    its own may instead find `at_a_glance` that nothing is new (see `checkpoint.glance`); its
+    report then lists no open recommendations (`open_entries`, which the metrics need).
 
     Bad input raises `SupervisorError` and writes nothing, unless `keep_going` (the loop): then
     an error event is appended once per distinct problem, and the state is kept. A log that
@@ -136,7 +139,7 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
     instance = instance or default_instance(inputs.inventory, paths.checkpoint)
     try:
         return _run(inputs, paths, instance, clock, warn, keep_going, lock_timeout, cancelled,
-                    source, kept or Kept())
+                    source, kept or Kept(), at_a_glance)
     except OSError as error:
         # The state files' own errors are all worded where they happen; this is the net under
         # them, so that no operational error ends in a traceback.
@@ -146,25 +149,34 @@ def run_once(inputs: Inputs, paths: Paths, *, instance: str | None = None,
 
 def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
          warn: Callable[[str], None], keep_going: bool, lock_timeout: float,
-         cancelled: Callable[[], bool], source: Source | None, kept: Kept) -> RunReport:
+         cancelled: Callable[[], bool], source: Source | None, kept: Kept,
+         at_a_glance: bool) -> RunReport:
     log = EventLog(paths.events, lock_timeout=lock_timeout, cancelled=cancelled)
+    inventory = os.path.abspath(inputs.inventory)
     with locked(paths.lock, lock_timeout, cancelled):
-        checkpoint = kept.load(paths.checkpoint, log, instance,
-                               os.path.abspath(inputs.inventory), warn)
         now = parse_time(inputs.now) if inputs.now else clock()
         report = RunReport(run_id=uuid.uuid4().hex[:12], now=format_time(now))
-        events = resync(checkpoint.state, report.now, report.run_id) if checkpoint.resync else []
         source = source or Fresh()
+        seen = glance(paths.checkpoint, log, instance, inventory) if at_a_glance else None
         fingerprint = source.fingerprint(inputs)
-        # A clock set back before the world's observed_at (where clock skew lies) is no time
-        # the last evaluation vouches for.
-        if (fingerprint == checkpoint.inputs_digest and checkpoint.last_error is None
-                and (checkpoint.valid_until is None or now < parse_time(checkpoint.valid_until))
-                and (checkpoint.observed_at is None or now >= parse_time(checkpoint.observed_at))):
+        if seen is not None and _nothing_new(seen, fingerprint, now):
+            report.skipped = True
+            report.summary, report.open, report.observed_at = (seen.summary, seen.open,
+                                                               seen.observed_at)
+            return report
+        checkpoint = kept.load(paths.checkpoint, log, instance, inventory, warn)
+
+        def keep() -> None:
+            kept.keep(paths.checkpoint, log, checkpoint)
+            if at_a_glance:
+                remember(paths.checkpoint, log, checkpoint, seen)
+
+        events = resync(checkpoint.state, report.now, report.run_id) if checkpoint.resync else []
+        if _nothing_new(checkpoint, fingerprint, now):
             report.skipped = True
             if events or not checkpoint.saved:
                 _commit(log, paths, checkpoint, events, report)
-            kept.keep(paths.checkpoint, log, checkpoint)
+            keep()
             return _settle(report, checkpoint)
         try:
             loaded, evaluation = source.evaluate(inputs, now)
@@ -173,7 +185,7 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
                 raise
             events += _error_lines(checkpoint, error.problems, report)
             _commit(log, paths, checkpoint, events, report)
-            kept.keep(paths.checkpoint, log, checkpoint)
+            keep()
             report.problems = error.problems
             return _settle(report, checkpoint)
         events += transitions(checkpoint.state, evaluation, report.run_id)
@@ -183,8 +195,17 @@ def _run(inputs: Inputs, paths: Paths, instance: str, clock: Clock,
         checkpoint.last_error = None
         checkpoint.observed_at = format_time(loaded.state.world.observed_at)
         _commit(log, paths, checkpoint, events, report)
-        kept.keep(paths.checkpoint, log, checkpoint)
+        keep()
     return _settle(report, checkpoint)
+
+
+def _nothing_new(last: Checkpoint | Glance, fingerprint: str, now: datetime) -> bool:
+    """The last run evaluated these very inputs, without error, and its evaluation holds now.
+    A clock set back before the world's observed_at (where clock skew lies) is no time the
+    last evaluation vouches for."""
+    return (fingerprint == last.inputs_digest and last.last_error is None
+            and (last.valid_until is None or now < parse_time(last.valid_until))
+            and (last.observed_at is None or now >= parse_time(last.observed_at)))
 
 
 def _commit(log: EventLog, paths: Paths, checkpoint: Checkpoint, events: list[dict[str, Any]],

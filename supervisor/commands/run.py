@@ -129,7 +129,8 @@ def run_command(
         started = time.monotonic()
         try:
             report(run_once(inputs, paths, instance=instance, warn=warn,
-                            lock_timeout=lock_timeout), started)
+                            lock_timeout=lock_timeout, at_a_glance=metrics_file is None),
+                   started)
         except SupervisorError as error:
             error_metrics(metrics_file, error, started)
             raise
