@@ -5,7 +5,7 @@ does as little per file as it can. Each directory is opened once and its files a
 relative to it (`fstatat`), which spares the kernel looking up the whole path again for every
 file. Nothing is built per file but the status itself: the names stay in their directory's
 list, and the stamps are hashed in one pass at the end, in C (`Listing.stamps`). The walk order
-is stable: a directory's files in name order, then its subdirectories, each in turn.
+is the directories' own, which is stable while they are unchanged; `Listing.walked` sorts.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import operator
 import os
 import stat
 from array import array
+from typing import NamedTuple
 
 # (root, path relative to it (the path is the two joined), status of the file or of what a link
 # leads to, whether it is a link)
 Walked = tuple[str, str, os.stat_result | None, bool]
 
 _FORMAT, _REGULAR = 0o170000, stat.S_IFREG
-_NAME = operator.attrgetter("name")
 _STAMP = operator.attrgetter("st_ino", "st_mtime_ns", "st_size", "st_ctime_ns")
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # Below a root, a directory swapped for a link between the listing and the open is not followed.
@@ -39,96 +39,111 @@ class _Absent:
 _ABSENT = _Absent()
 
 
+class Directory(NamedTuple):
+    """One directory as listed (or a file root): the files' names, in the order the directory
+    gave them, and where their statuses begin in `Listing.statuses`."""
+
+    root: int  # which root, by position
+    relative: str  # "" for the root itself, else "/a/b"
+    names: list[str]  # a file root has one, ""
+    first: int
+
+
 class Listing:
     """What a walk found: per directory (or file root), its root, its path relative to the root
     and its files' names; per file, in the same order, its status."""
 
-    def __init__(self) -> None:
-        self.directories: list[tuple[str, str, list[str]]] = []
+    def __init__(self, roots: list[str]) -> None:
+        self.roots = roots
+        self.directories: list[Directory] = []
         self.statuses: list[os.stat_result | _Absent] = []
         self.links: list[int] = []  # which files (by position) are links
-        self.roots: list[str] = []
 
     def stamps(self) -> tuple[bytes, int]:
-        """A hash of every file's path and stamp (equal hashes: the same files, with the same
-        stamps), and the newest ctime of a regular file (any change to a file moves its
-        ctime, whatever its mtime is set to)."""
-        digest = hashlib.sha256()
-        for root in self.roots:
-            digest.update(f"\0root {root}".encode("utf-8", "surrogateescape"))
-        for _, relative, names in self.directories:
+        """A hash of every file's path and stamp, and the newest ctime of a regular file (any
+        change to a file moves its ctime, whatever its mtime is set to).
+
+        Equal hashes mean the same files with the same stamps. Files are taken in the order
+        their directories list them, which is the same while a directory is unchanged; when
+        it changed, so did a stamp."""
+        digest = hashlib.sha256(repr(self.roots).encode("utf-8", "surrogateescape"))
+        for root, relative, names, _ in self.directories:
             # Names hold no "/": a directory's "/..." cannot be mistaken for one.
-            digest.update("\0".join(["", relative, *names]).encode("utf-8", "surrogateescape"))
+            digest.update("\0".join(["", str(root), relative, *names]).encode(
+                "utf-8", "surrogateescape"))
         numbers = array("q", itertools.chain.from_iterable(map(_STAMP, self.statuses)))
         digest.update(numbers.tobytes())
         digest.update(array("q", self.links).tobytes())
         return digest.digest(), max(numbers[3::4], default=0)
 
     def walked(self) -> list[Walked]:
-        """Every file: root, relative path, status (None: no regular file), whether a link."""
+        """Every file, in a stable order (a directory's files in name order, then its
+        subdirectories, each in turn): root, relative path, status (None: no regular file),
+        whether a link."""
         links = set(self.links)
         walked: list[Walked] = []
-        position = 0
-        for root, relative, names in self.directories:
-            for name in names:
+        # Pre-order, children by name: the order of the paths' lists of components.
+        for root, relative, names, first in sorted(
+                self.directories, key=lambda directory: (directory.root,
+                                                         directory.relative.split("/"))):
+            base = self.roots[root]
+            for name, position in sorted(zip(names, range(first, first + len(names)), strict=True)):
                 status = self.statuses[position]
-                walked.append((root, f"{relative}/{name}" if name else relative,
+                walked.append((base, f"{relative}/{name}" if name else relative,
                                status if isinstance(status, os.stat_result) else None,
                                position in links))
-                position += 1
         return walked
 
 
 def walk(roots: list[str]) -> Listing:
     """Every file under `roots` (links to directories are not followed; links to files are, as
     the loaders follow them: rule files may be links)."""
-    listing = Listing()
-    for root in roots:
-        listing.roots.append(root)
+    listing = Listing(roots)
+    for position, root in enumerate(roots):
         if os.path.isfile(root):
             status = _follow(root)
             if status is not None:
-                listing.directories.append((root, "", [""]))
+                listing.directories.append(Directory(position, "", [""], len(listing.statuses)))
                 listing.statuses.append(status if _regular(status) else _ABSENT)
             continue
         pending = [root]
         while pending:
-            directory = pending.pop()
-            below = _list(root, directory, listing)
-            pending.extend(reversed(below))
+            pending.extend(_list(position, root, pending.pop(), listing))
     return listing
 
 
-def _list(root: str, directory: str, listing: Listing) -> list[str]:
-    """Takes in `directory`'s files; returns its subdirectories, in name order."""
+def _list(position: int, root: str, directory: str, listing: Listing) -> list[str]:
+    """Takes in `directory`'s files; returns its subdirectories."""
     names: list[str] = []
     statuses, below = listing.statuses, []
+    first = len(statuses)
     descriptor = -1
     try:
         if _BY_DESCRIPTOR:
             descriptor = os.open(directory, _DIRECTORY if directory == root else _BELOW)
         # Stat'ed through the descriptor, each entry is one name for the kernel to look up.
         with os.scandir(descriptor if descriptor >= 0 else directory) as scanner:
-            entries = sorted(scanner, key=_NAME)
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    below.append(f"{directory}/{entry.name}")
-                    continue
-                found = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # gone since the listing
-            names.append(entry.name)
-            if found.st_mode & _FORMAT == _REGULAR:
-                statuses.append(found)
-            else:
-                statuses.append(_irregular(f"{directory}/{entry.name}", found, listing))
+            for entry in scanner:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        below.append(f"{directory}/{entry.name}")
+                        continue
+                    found = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # gone since the listing
+                names.append(entry.name)
+                if found.st_mode & _FORMAT == _REGULAR:
+                    statuses.append(found)
+                else:
+                    statuses.append(_irregular(f"{directory}/{entry.name}", found, listing))
     except OSError:
+        del statuses[first:], names[:]  # as if it were not there
+        listing.links[:] = [link for link in listing.links if link < first]
         return []
     finally:
         if descriptor >= 0:
             os.close(descriptor)
-    listing.directories.append((root, directory[len(root):], names))
+    listing.directories.append(Directory(position, directory[len(root):], names, first))
     return below
 
 

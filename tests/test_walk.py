@@ -47,6 +47,26 @@ def test_the_walk_finds_what_os_walk_finds_with_the_same_statuses(tree: Path) ->
         for relative, status in expected.items()}
 
 
+def test_the_order_is_the_names_whatever_order_the_directories_give(tree: Path) -> None:
+    listing = walk([str(tree)])
+    listing.directories.reverse()
+    for directory in listing.directories:
+        directory.names.reverse()  # with statuses misplaced: only the order is looked at here
+    assert [relative for _, relative, _, _ in listing.walked()] == [
+        "/b.yaml", "/a/y.json", "/a/z.json", "/a/deeper/x.json", "/c/w.json"]
+
+
+def test_a_directory_moved_to_another_root_moves_the_stamps(tmp_path: Path) -> None:
+    for root in ("one", "two"):
+        (tmp_path / root).mkdir()
+    (tmp_path / "one" / "sub").mkdir()
+    (tmp_path / "one" / "sub" / "f.json").write_text("{}")
+    roots = [str(tmp_path / "one"), str(tmp_path / "two")]
+    before = walk(roots).stamps()[0]
+    os.rename(tmp_path / "one" / "sub", tmp_path / "two" / "sub")  # the file's stamp stays
+    assert walk(roots).stamps()[0] != before
+
+
 def test_a_file_root_is_one_file(tree: Path) -> None:
     listing = walk([str(tree / "b.yaml")])
     assert listing.walked()[0][:2] == (str(tree / "b.yaml"), "")
@@ -80,14 +100,14 @@ def test_a_directory_swapped_for_a_link_after_listing_is_not_followed(tree: Path
     (tmp_path / "elsewhere" / "secret.json").write_text("{}")
     os.rename(tree / "c", tmp_path / "c-was-here")
     (tree / "c").symlink_to(tmp_path / "elsewhere")
-    listing = Listing()
-    assert _list(str(tree), f"{tree}/c", listing) == []  # as if it had gone
+    listing = Listing([str(tree)])
+    assert _list(0, str(tree), f"{tree}/c", listing) == []  # as if it had gone
     assert listing.statuses == []
 
 
 def test_an_unreadable_or_vanished_directory_is_skipped(tree: Path) -> None:
-    listing = Listing()
-    assert _list(str(tree), f"{tree}/gone", listing) == []
+    listing = Listing([str(tree)])
+    assert _list(0, str(tree), f"{tree}/gone", listing) == []
     assert files(walk([str(tree / "gone")])) == []
 
 
