@@ -1,15 +1,18 @@
 """`run --watch`: run again whenever an input changes, and on a heartbeat.
 
 The changes come from the kernel (`supervisor/changes.py`): the process sleeps until there is
-one. Observers publish a snapshot atomically: a new directory renamed into place, or a symlink
-swapped to point at one. A watch set up on the old directory sees nothing of that, nor of
-anything after it. So where each input leads (its real path, device and inode) is looked at
-again every LOOK_MS, which costs a few stat calls, and when it leads somewhere else the watch
-is set up anew on what the inputs are now, and they are run again.
+one, a signal comes, or the heartbeat is due, and wakes for nothing else. Observers publish a
+snapshot atomically: a new directory renamed into place, or a symlink swapped to point at one.
+A watch set up on the old directory sees nothing of that, nor of anything after it; the
+watcher hears such a swap on the way to an input (`Changes.rerouted`), and then where each
+input leads (its device and inode) is looked at: when it leads somewhere else the watch is set
+up anew on what the inputs are now, and they are run again. Where the watcher cannot hear every
+swap or every stop (`Changes.must_look`), where the inputs lead is looked at every LOOK_MS too.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -23,9 +26,10 @@ if TYPE_CHECKING:
 # since a run after a change costs little with incremental evaluation (see incremental.py).
 STEP_MS = 50
 DEBOUNCE_MS = 30_000
-# How often to look where the inputs lead (a few stat calls), when nothing else wakes us: each
-# wake-up costs about a millisecond of CPU on a virtual machine, and a replaced world is
-# evaluated in full anyway, which takes longer at scale. It also bounds how long a stop waits.
+# How often to look where the inputs lead (a few stat calls) where the watcher cannot say when
+# they may lead elsewhere: each wake-up costs about a millisecond of CPU on a virtual machine,
+# and a replaced world is evaluated in full anyway, which takes longer at scale. There it also
+# bounds how long a stop waits.
 LOOK_MS = 2000
 # Every so many heartbeats, the inputs are walked whatever the watcher said: it may have
 # missed something (an overflowing kernel queue, a file system it cannot watch).
@@ -59,12 +63,14 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
         # Set up after the run, as the run's own first writes (a lock file it creates) are
         # not changes to run again for.
         with Changes(roots, ignored_names, step_ms=STEP_MS, debounce_ms=DEBOUNCE_MS,
-                     timeout_ms=min(LOOK_MS, int(heartbeat * 1000))) as changes:
+                     inputs=[str(path) for path in watched]) as changes:
             while not stopper.stopping:
-                found = changes.wait()
+                due = math.ceil((last + heartbeat - time.monotonic()) * 1000)
+                found = changes.wait(max(0, min(due, LOOK_MS) if changes.must_look else due))
                 if stopper.event.is_set():  # a signal while waiting
                     return
-                moved = any(_lead(path) != lead for path, lead in leads.items())
+                look = changes.rerouted or changes.must_look or found is None
+                moved = look and any(_lead(path) != lead for path, lead in leads.items())
                 beat = not moved and found == set() and time.monotonic() - last >= heartbeat
                 if moved or found or found is None or beat:
                     beats += beat

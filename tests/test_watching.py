@@ -1,4 +1,7 @@
-"""`run --watch` keeps watching the world after an observer replaces it whole."""
+"""`run --watch` keeps watching the world after an observer replaces it whole, and stops at once.
+
+The processes here look where the inputs lead only every hour (LOOK_MS, patched in the real
+process): what they notice, the kernel told them, and a stop does not wait for a look."""
 
 from __future__ import annotations
 
@@ -7,11 +10,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from support import wait_for
-from support.runs import command
 from support.scenarios import FIXTURES
 
 
@@ -26,6 +29,23 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def supervisor_looking_hourly() -> list[str]:
+    """The `supervisor` program, looking where its inputs lead only every hour."""
+    return [sys.executable, "-c", "import supervisor.watching as watching; watching.LOOK_MS = "
+            "3_600_000; from supervisor.__main__ import main; main()"]
+
+
+def start_watching(lab: Path, state: Path, stdout: Path) -> subprocess.Popen[str]:
+    """`run --watch` on `lab` with a heartbeat of ten minutes: whatever happens in a test is
+    seen by the watch, or not."""
+    with stdout.open("w") as out:
+        return subprocess.Popen(
+            [*supervisor_looking_hourly(), "run", str(lab), "--watch", "--interval", "600",
+             "--now", "2026-11-26T10:01:00Z", "--events", str(state / "events.log"),
+             "--checkpoint", str(state / "checkpoint.json")],
+            stdout=out, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["rename", "symlink"])
 def test_watch_follows_a_world_replaced_by_rename_or_symlink_swap(tmp_path: Path, how: str
@@ -37,13 +57,7 @@ def test_watch_follows_a_world_replaced_by_rename_or_symlink_swap(tmp_path: Path
         (lab / "world").rename(lab / "snapshots" / "1")
         (lab / "world").symlink_to(Path("snapshots") / "1")
     out = tmp_path / "stdout.txt"
-    with out.open("w") as stdout:
-        # A heartbeat of ten minutes: whatever happens below is seen by the watch, or not.
-        process = subprocess.Popen(
-            [*command(), "run", str(lab), "--watch", "--interval", "600", "--now",
-             "2026-11-26T10:01:00Z", "--events", str(tmp_path / "events.log"),
-             "--checkpoint", str(tmp_path / "checkpoint.json")],
-            stdout=stdout, stderr=subprocess.PIPE, text=True)
+    process = start_watching(lab, tmp_path, out)
     try:
         wait_for(lambda: len(lines(out)) == 1, timeout=60, what="the first run")
         # The observer publishes a new snapshot, in which postgres failed, all at once.
@@ -67,5 +81,21 @@ def test_watch_follows_a_world_replaced_by_rename_or_symlink_swap(tmp_path: Path
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_stop_does_not_wait_for_a_look_or_the_heartbeat(tmp_path: Path) -> None:
+    lab = tmp_path / "lab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    out = tmp_path / "stdout.txt"
+    process = start_watching(lab, tmp_path, out)
+    try:
+        wait_for(lambda: len(lines(out)) == 1, timeout=60, what="the first run")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        # Waiting 30 s where the next look or heartbeat is ten minutes away.
+        _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
