@@ -55,6 +55,9 @@ def _inotify() -> Any:
 
 # Symlinks followed on the way to one input before giving up, as the kernel does (MAXSYMLINKS).
 MAX_LINKS = 40
+# The longest wait `poll` takes (an int of milliseconds, about 24 days): a longer heartbeat
+# (`--interval`) is waited for in several.
+LONGEST_MS = 2**31 - 1
 
 
 class Changes:
@@ -125,6 +128,7 @@ class Changes:
         `debounce_ms`. A swap on the way to an input is part of the burst (an observer renames
         the old world away, then the new one into place) and sets `rerouted`."""
         self.rerouted = False
+        timeout_ms = min(timeout_ms, LONGEST_MS)
         if self._polled is not None:
             return self._polled(timeout_ms)
         found: set[str] = set()

@@ -102,6 +102,12 @@ def test_nothing_changed_is_an_empty_set_after_the_timeout(tree: Path) -> None:
         assert changes.wait(TIMEOUT_MS) == set()
 
 
+def test_a_heartbeat_longer_than_poll_takes_is_waited_for(tree: Path, backend: str) -> None:
+    with watching([tree]) as changes:
+        (tree / "world.json").write_text("{}")
+        assert changes.wait(10**12) == {str(tree / "world.json")}  # 31 years: no OverflowError
+
+
 def test_the_supervisors_own_files_are_left_out(tree: Path, backend: str) -> None:
     state = tree / "checkpoint.json"
     with watching([tree], {str(state)}) as changes:

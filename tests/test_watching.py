@@ -31,8 +31,9 @@ def lines(path: Path) -> list[str]:
 
 def supervisor_looking_hourly() -> list[str]:
     """The `supervisor` program, looking where its inputs lead only every hour."""
-    return [sys.executable, "-c", "import supervisor.watching as watching; watching.LOOK_MS = "
-            "3_600_000; from supervisor.__main__ import main; main()"]
+    program = ("import supervisor.watching as watching; watching.LOOK_MS = 3_600_000; "
+               "from supervisor.__main__ import main; main()")
+    return [sys.executable, "-c", program]
 
 
 def start_watching(lab: Path, state: Path, stdout: Path) -> subprocess.Popen[str]:
