@@ -1,21 +1,33 @@
 """`run --watch` keeps watching the world after an observer replaces it whole, and stops at once.
 
 The processes here look where the inputs lead only every hour (LOOK_MS, patched in the real
-process): what they notice, the kernel told them, and a stop does not wait for a look."""
+process): what they notice, the kernel told them, and a stop does not wait for a look. Where
+the kernel cannot tell (the watch limit), the look every LOOK_MS finds a swap."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from support import wait_for
 from support.scenarios import FIXTURES
+
+from supervisor import changes as changes_module
+from supervisor import watching
+
+if TYPE_CHECKING:
+    from supervisor.transitions import Stopper
 
 
 def fail(world: Path, service: str) -> None:
@@ -100,3 +112,74 @@ def test_a_stop_does_not_wait_for_a_look_or_the_heartbeat(tmp_path: Path) -> Non
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
+
+
+@pytest.fixture
+def deadline() -> Iterator[None]:
+    """Ends a watch that should have ended already with an error rather than a hung test."""
+
+    def late(number: int, frame: FrameType | None) -> None:
+        raise TimeoutError("still watching after 30 s")
+
+    previous = signal.signal(signal.SIGALRM, late)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+class Stop:
+    """A stopper without signal handlers, for a watch in this process."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self.event.is_set()
+
+
+def test_where_a_swap_may_go_unheard_the_watch_looks_every_look_ms(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deadline: None) -> None:
+    """The watch limit refuses the watches on the way to the world: the swap is found by the
+    look every LOOK_MS (here 50 ms), not left for the heartbeat an hour away."""
+    lab = tmp_path / "lab"
+    for snapshot in ("1", "2"):
+        (lab / "snapshots" / snapshot).mkdir(parents=True)
+    world = lab / "world"
+    world.symlink_to(Path("snapshots") / "1")
+    module = changes_module._inotify()
+
+    class Limited(module.INotify):  # type: ignore[misc, name-defined]
+        def add_watch(self, path: Any, mask: int) -> int:
+            if mask & module.flags.ONLYDIR:  # a directory on the way to an input
+                raise OSError(errno.ENOSPC, "no space left on device")
+            return int(super().add_watch(path, mask))
+
+    class Module:
+        INotify, flags = Limited, module.flags
+
+    class Swapping(changes_module.Changes):
+        """Swaps the world as the first wait begins: after the watch is set up."""
+
+        swapped = False
+
+        def wait(self, timeout_ms: int) -> set[str] | None:
+            if not Swapping.swapped:
+                Swapping.swapped = True
+                (lab / ".world.tmp").symlink_to(Path("snapshots") / "2")
+                os.replace(lab / ".world.tmp", world)
+            return super().wait(timeout_ms)
+
+    monkeypatch.setattr(changes_module, "_inotify", lambda: Module)
+    monkeypatch.setattr(changes_module, "Changes", Swapping)
+    monkeypatch.setattr(watching, "LOOK_MS", 50)
+    stop, told = Stop(), []
+
+    def noticed(changed: set[str] | None) -> None:
+        told.append(changed)
+        if len(told) == 2:
+            stop.event.set()  # the run after the swap is the last
+
+    watching.watch(lambda: None, [world], set(), 3600.0, cast("Stopper", stop), noticed)
+    assert Swapping.swapped and told == [None, None]  # the second: the world was replaced
