@@ -4,9 +4,9 @@ The changes come from the kernel (`supervisor/changes.py`): the process sleeps u
 one, a signal comes, or the heartbeat is due, and wakes for nothing else. Observers publish a
 snapshot atomically: a new directory renamed into place, or a symlink swapped to point at one.
 A watch set up on the old directory sees nothing of that, nor of anything after it; the
-watcher hears such a swap on the way to an input (`Changes.rerouted`), and then where each
-input leads (its device and inode) is looked at: when it leads somewhere else the watch is set
-up anew on what the inputs are now, and they are run again. Where the watcher cannot hear every
+watcher hears such a swap on the way to an input (`Changes.rerouted`); then the watch is set up
+anew on what the inputs are now (and on the way to them, which may have changed even where they
+lead to the same place), and they are run again. Where the watcher cannot hear every
 swap or every stop (`Changes.must_look`), where the inputs lead is looked at every LOOK_MS too.
 """
 
@@ -70,7 +70,10 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
                 if stopper.event.is_set():  # a signal while waiting
                     return
                 look = changes.rerouted or changes.must_look or found is None
-                moved = look and any(_lead(path) != lead for path, lead in leads.items())
+                # A new way to the same place (a link re-pointed at another link to it) is
+                # watched anew too: a swap further along it must be heard.
+                moved = changes.rerouted or (look and any(
+                    _lead(path) != lead for path, lead in leads.items()))
                 beat = not moved and found == set() and time.monotonic() - last >= heartbeat
                 if moved or found or found is None or beat:
                     beats += beat

@@ -183,3 +183,42 @@ def test_where_a_swap_may_go_unheard_the_watch_looks_every_look_ms(
 
     watching.watch(lambda: None, [world], set(), 3600.0, cast("Stopper", stop), noticed)
     assert Swapping.swapped and told == [None, None]  # the second: the world was replaced
+
+
+def test_a_new_way_to_the_same_world_is_watched_from_then_on(tmp_path: Path,
+                                                            deadline: None) -> None:
+    """world -> link-a -> snapshots/1 becomes world -> link-b -> snapshots/1: the world is the
+    same, but link-b is now on the way, and its swap to snapshots/2 must be heard."""
+    lab = tmp_path / "lab"
+    for snapshot in ("1", "2"):
+        (lab / "snapshots" / snapshot).mkdir(parents=True)
+    for link in ("link-a", "link-b"):
+        (lab / link).symlink_to(Path("snapshots") / "1")
+    world = lab / "world"
+    world.symlink_to("link-a")
+
+    def swap(link: Path, target: str) -> None:
+        (lab / ".swap").symlink_to(target)
+        os.replace(lab / ".swap", link)
+
+    swaps = [lambda: swap(world, "link-b"), lambda: swap(lab / "link-b", "snapshots/2")]
+
+    class Swapping(changes_module.Changes):
+        """Makes the next swap as a wait begins: after the watches are set up."""
+
+        def wait(self, timeout_ms: int) -> set[str] | None:
+            if swaps:
+                swaps.pop(0)()
+            return super().wait(timeout_ms)
+
+    stop, told = Stop(), []
+
+    def noticed(changed: set[str] | None) -> None:
+        told.append(changed)
+        if os.path.realpath(world) == str(lab / "snapshots" / "2"):
+            stop.event.set()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(changes_module, "Changes", Swapping)
+        watching.watch(lambda: None, [world], set(), 3600.0, cast("Stopper", stop), noticed)
+    assert not swaps and stop.event.is_set()
