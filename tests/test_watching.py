@@ -222,3 +222,49 @@ def test_a_new_way_to_the_same_world_is_watched_from_then_on(tmp_path: Path,
         patch.setattr(changes_module, "Changes", Swapping)
         watching.watch(lambda: None, [world], set(), 3600.0, cast("Stopper", stop), noticed)
     assert not swaps and stop.event.is_set()
+
+
+def test_a_swap_before_the_watches_are_set_is_run_for(tmp_path: Path, deadline: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The world is swapped as the first run ends, before the watches are set up: no watch
+    can hear it, and the world the run read is no longer the world."""
+    lab = tmp_path / "lab"
+    for snapshot in ("1", "2"):
+        (lab / "snapshots" / snapshot).mkdir(parents=True)
+    world = lab / "world"
+    world.symlink_to(Path("snapshots") / "1")
+    monkeypatch.setattr(watching, "LOOK_MS", 3_600_000)
+    stop, runs = Stop(), []
+
+    def cycle() -> None:
+        runs.append(os.path.realpath(world))
+        if len(runs) == 1:
+            (lab / ".swap").symlink_to(Path("snapshots") / "2")
+            os.replace(lab / ".swap", world)
+        else:
+            stop.event.set()
+
+    watching.watch(cycle, [world], set(), 3600.0, cast("Stopper", stop))
+    assert runs == [str(lab / "snapshots" / "1"), str(lab / "snapshots" / "2")]
+
+
+def test_early_watches_hear_a_change_during_the_first_run(tmp_path: Path, deadline: None,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An observer writes a record while the first run is under way: run --watch (early) has
+    its watches set up already, and runs for it, with that record as the change."""
+    world = tmp_path / "world"
+    (world / "services" / "n1").mkdir(parents=True)
+    record = world / "services" / "n1" / "a.json"
+    record.write_text("{}")
+    monkeypatch.setattr(watching, "LOOK_MS", 3_600_000)
+    stop, told = Stop(), []
+
+    def cycle() -> None:
+        if len(told) == 1:
+            record.write_text('{"status": "failed"}')  # mid-run
+        else:
+            stop.event.set()
+
+    watching.watch(cycle, [world], set(), 3600.0, cast("Stopper", stop), told.append,
+                   early=True)
+    assert told == [None, {str(record)}]

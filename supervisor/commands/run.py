@@ -172,8 +172,9 @@ def run_command(
         ignored = {paths.events, paths.checkpoint, paths.lock}
         if metrics_file is not None:
             ignored.add(metrics_file)
+        # Its runs write nothing under the inputs but its own files: watched from their start.
         watch(cycle, [p for p in watched if p.exists()], ignored, interval or 60.0, stopper,
-              noticed=kept.notice if kept is not None else None)
+              noticed=kept.notice if kept is not None else None, early=True)
     else:
         loop(cycle, interval or 60.0, stopper)
 
