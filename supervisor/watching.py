@@ -79,6 +79,8 @@ def watch(cycle: Callable[[], None], watched: list[Path], ignored: set[Path],
         identities = [_identity(path) for path in watched]
         roots = sorted({identity[0] for identity in identities if identity is not None})
         if not roots:
+            if owed:
+                run(None)  # nothing to watch, but the run still reports what is missing
             return
         leads = {path: None if identity is None else identity[1:]
                  for path, identity in zip(watched, identities, strict=True)}

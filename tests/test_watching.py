@@ -268,3 +268,11 @@ def test_early_watches_hear_a_change_during_the_first_run(tmp_path: Path, deadli
     watching.watch(cycle, [world], set(), 3600.0, cast("Stopper", stop), told.append,
                    early=True)
     assert told == [None, {str(record)}]
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_with_nothing_to_watch_the_run_still_happens_once(tmp_path: Path, early: bool) -> None:
+    runs: list[None] = []
+    watching.watch(lambda: runs.append(None), [tmp_path / "missing"], set(), 3600.0,
+                   cast("Stopper", Stop()), early=early)
+    assert runs == [None]
