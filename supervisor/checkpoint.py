@@ -35,6 +35,7 @@ from supervisor.safefile import (
     replace_atomically,
 )
 from supervisor.schemas import JsonSource
+from supervisor.timestamps import parse_time
 
 VERSION = 2
 EMPTY = Mark(0, hashlib.sha256(b"").hexdigest())
@@ -140,9 +141,18 @@ def glance(path: Path, log: EventLog, instance: str, inventory: str) -> Glance |
                    for stamp in stamps if stamp is not None)):
         return None
     try:
-        return Glance(**kept["glance"])
-    except (KeyError, TypeError):
+        seen = Glance(**kept["glance"])
+        for moment in (seen.valid_until, seen.observed_at):
+            if moment is not None:
+                parse_time(moment)
+    except (KeyError, TypeError, ValueError):
         return None  # another shape: not ours to trust
+    texts = (seen.inputs_digest, seen.valid_until, seen.last_error, seen.observed_at,
+             seen.summary)
+    if not (all(text is None or isinstance(text, str) for text in texts)
+            and type(seen.open) is int):
+        return None
+    return seen
 
 
 def remember(path: Path, log: EventLog, checkpoint: Checkpoint,

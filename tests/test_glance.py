@@ -148,3 +148,23 @@ def test_an_unchanged_run_still_writes_every_open_recommendation_s_metric(
     series = [line for line in metrics.read_text().splitlines()
               if line.startswith("supervisor_recommendation{")]
     assert len(series) == len(checkpoint_module._read(paths.checkpoint, quiet).state.open) > 0
+
+
+@pytest.mark.usefixtures("settled")
+@pytest.mark.parametrize("field, value", [("valid_until", 12), ("valid_until", "tomorrow"),
+                                          ("open", "7"), ("inputs_digest", ["x"])])
+def test_a_glance_of_another_shape_is_ignored(paths: Paths, reads: list[Path], field: str,
+                                              value: object) -> None:
+    """Well-formed for the cache (its hash holds), but not what a run writes: never trusted,
+    never a traceback."""
+    run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet, at_a_glance=True)
+    folder = cache.directory()
+    assert folder is not None
+    (kept,) = folder.glob("checkpoint-*.json")
+    entries = cache.read(kept, cache.identity(None))
+    assert entries is not None
+    entries["glance"][field] = value
+    cache.write(kept, cache.identity(None), entries)
+    reads.clear()
+    assert run_once(inputs(FIXTURES / "homelab"), paths, warn=quiet, at_a_glance=True).skipped
+    assert reads == [paths.checkpoint]
