@@ -25,6 +25,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ def stamp_from(status: os.stat_result) -> Stamp | None:
     return (status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns)
 
 
-def trusted(stamp: Stamp, taken_ns: int) -> bool:
-    """A stamp taken at `taken_ns` can vouch for the file's content later on."""
+def trusted(stamp: Sequence[int], taken_ns: int) -> bool:
+    """A stamp (`Stamp`'s fields) taken at `taken_ns` can vouch for the file's content later
+    on."""
     return taken_ns - max(stamp[1], stamp[3]) > RACY_NS
 
 

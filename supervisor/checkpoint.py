@@ -123,7 +123,7 @@ def glance(path: Path, log: EventLog, instance: str, inventory: str) -> Glance |
     as a run left them (else None: read them).
 
     An unchanged run would otherwise read and check the whole checkpoint (megabytes at 100,000
-    services) to learn one digest. The stamps (device, inode, size, mtime, ctime) vouch for the
+    services) to learn one digest. The stamps (device, inode, mtime, size, ctime) vouch for the
     files only once they are older than the clock's grain (`cache.trusted`), as the inputs'
     stamps do. Use it holding the checkpoint's lock, as `load_checkpoint`.
     """
@@ -133,12 +133,10 @@ def glance(path: Path, log: EventLog, instance: str, inventory: str) -> Glance |
                       cache.identity(None))
     if kept is None:
         return None
-    stamps = [_file_stamp(path), _file_stamp(log.path)]
+    stamps = _stamps(path, log)
     taken = kept.get("taken")
-    if (kept.get("stamps") != [list(stamp) if stamp else None for stamp in stamps]
-            or None in stamps or not isinstance(taken, int)
-            or any(taken - max(stamp[3], stamp[4]) <= cache.RACY_NS
-                   for stamp in stamps if stamp is not None)):
+    if (kept.get("stamps") != stamps or None in stamps or not isinstance(taken, int)
+            or not all(cache.trusted(stamp[1:], taken) for stamp in stamps if stamp)):
         return None
     try:
         seen = Glance(**kept["glance"])
@@ -166,12 +164,16 @@ def remember(path: Path, log: EventLog, checkpoint: Checkpoint,
                  checkpoint.observed_at, state.summary, len(state.open))
     if now == seen:
         return
-    stamps = [_file_stamp(path), _file_stamp(log.path)]
     cache.write(cache.cache_path("checkpoint",
                                  _scope(path, log, state.instance, checkpoint.inventory)),
                 cache.identity(None),
-                {"stamps": [list(stamp) if stamp else None for stamp in stamps],
-                 "taken": cache.now_ns(), "glance": asdict(now)})
+                {"stamps": _stamps(path, log), "taken": cache.now_ns(), "glance": asdict(now)})
+
+
+def _stamps(path: Path, log: EventLog) -> list[list[int] | None]:
+    """The checkpoint's and the log's stamps, as the cache keeps them (JSON lists)."""
+    return [None if stamp is None else list(stamp)
+            for stamp in (_file_stamp(path), _file_stamp(log.path))]
 
 
 def _scope(path: Path, log: EventLog, instance: str, inventory: str) -> str:
@@ -209,7 +211,8 @@ class Kept:
         self._kept = (_file_stamp(path), _file_stamp(log.path), checkpoint)
 
 
-FileStamp = tuple[int, int, int, int, int] | None  # device, inode, size, mtime_ns, ctime_ns
+# device, then the inputs' stamp (`cache.Stamp`): inode, mtime_ns, size, ctime_ns
+FileStamp = tuple[int, int, int, int, int] | None
 
 
 def _file_stamp(path: Path) -> FileStamp:
@@ -217,7 +220,7 @@ def _file_stamp(path: Path) -> FileStamp:
         status = os.stat(path, follow_symlinks=False)
     except OSError:
         return None
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns,
+    return (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size,
             status.st_ctime_ns)
 
 

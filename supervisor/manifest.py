@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor import cache
 from supervisor.cache import Stamp
-from supervisor.walk import Walked, walk
+from supervisor.walk import Walked, follow, walk
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -290,13 +290,5 @@ def _stamp(path: str) -> tuple[Stamp | None, bool]:
     except OSError:
         return None, False
     linked = stat.S_ISLNK(status.st_mode)
-    target = _follow(path) if linked else status
+    target = follow(path) if linked else status
     return (cache.stamp_from(target) if target is not None else None), linked
-
-
-def _follow(path: str) -> os.stat_result | None:
-    """What a link points to: rule files may be links, and loaders follow those."""
-    try:
-        return os.stat(path)
-    except OSError:
-        return None

@@ -101,7 +101,7 @@ def walk(roots: list[str]) -> Listing:
     listing = Listing(roots)
     for position, root in enumerate(roots):
         if os.path.isfile(root):
-            status = _follow(root)
+            status = follow(root)
             if status is not None:
                 listing.directories.append(Directory(position, "", [""], len(listing.statuses)))
                 listing.statuses.append(status if _regular(status) else _ABSENT)
@@ -153,7 +153,7 @@ def _irregular(path: str, found: os.stat_result, listing: Listing) -> os.stat_re
     if not stat.S_ISLNK(found.st_mode):
         return _ABSENT
     listing.links.append(len(listing.statuses))
-    followed = _follow(path)
+    followed = follow(path)
     return followed if followed is not None and _regular(followed) else _ABSENT
 
 
@@ -161,7 +161,7 @@ def _regular(status: os.stat_result) -> bool:
     return stat.S_ISREG(status.st_mode)
 
 
-def _follow(path: str) -> os.stat_result | None:
+def follow(path: str) -> os.stat_result | None:
     """What a link points to: rule files may be links, and loaders follow those."""
     try:
         return os.stat(path)
