@@ -20,6 +20,7 @@ import contextlib
 import json
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,7 +104,12 @@ class Alertmanager:
             lambda: answers_http(f"{self.url}/-/ready"), self.url)
 
     def stop(self) -> None:
-        """SIGTERM, as systemd would: Alertmanager saves silences and its notification log."""
+        """SIGTERM, as systemd would: Alertmanager saves silences and its notification log.
+
+        It logs a notification only once the webhook's answer is in, after the webhook has
+        kept it: one a test has just seen arrive is given a moment to be logged, else the
+        restarted Alertmanager would rightly send it again."""
+        time.sleep(0.5)
         self.process.stop()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
