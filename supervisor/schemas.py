@@ -90,9 +90,13 @@ def check(name: str, instance: Any, source: Source, definition: str | None = Non
     if fast_validator(name, definition).is_valid(instance):
         return []
     problems: list[Problem] = []
+    said: set[tuple[Path_, str]] = set()
     for error in validator(name, definition).iter_errors(instance):
+        # The validator gives one error per missing key, each listing all of them.
         for path, message, key in _describe(error):
-            problems.append(source.problem(path, message, key=key))
+            if (path, message) not in said:
+                said.add((path, message))
+                problems.append(source.problem(path, message, key=key))
     return problems
 
 

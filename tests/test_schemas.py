@@ -97,6 +97,13 @@ def test_missing_required_field() -> None:
         "r.json: missing required key 'last_seen'"]
 
 
+def test_each_missing_key_is_said_once() -> None:
+    problems = schemas.check("checkpoint", {"version": 2, "open": {}}, JsonSource("c.json"))
+    assert [str(problem) for problem in problems] == [
+        f"c.json: missing required key '{key}'"
+        for key in ("instance", "inventory", "log_size", "log_tail")]
+
+
 @pytest.mark.parametrize("status", ["offline", "unknown"])
 def test_a_node_never_seen_has_no_last_seen(status: str) -> None:
     assert record_problems("node", {"status": status}) == []
