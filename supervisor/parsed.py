@@ -60,6 +60,14 @@ class Parsed:
         self._missed = True
         return MISSING
 
+    def unusable(self, path: str) -> None:
+        """The value `get` gave for `path` is not one this reader can use: `path` is read again,
+        and its `put` replaces the entry."""
+        entry = self._new.pop(path, None)
+        if entry is not None:
+            self._pending[path] = (entry[0], entry[1], entry[2], entry[3])
+            self._missed = True
+
     def put(self, path: str, value: Any) -> None:
         """`path` (asked for with `get`) was read and found valid: it gave `value`."""
         stamp = self._pending.pop(path, None)

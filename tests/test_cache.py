@@ -102,7 +102,7 @@ def test_a_file_written_within_the_racy_window_is_not_trusted(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "body", "identity", "mode", "link",
-                                    "not-a-mapping", "foreign-value"])
+                                    "not-a-mapping", "foreign-value", "foreign-ast"])
 def test_a_bad_cache_is_ignored_and_rebuilt(damage: str, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
                                             trusting: None) -> None:
@@ -137,9 +137,52 @@ def test_a_bad_cache_is_ignored_and_rebuilt(damage: str, tmp_path: Path,
             for entry in entries["files"].values():
                 entry[5] = "not a mapping"
             cache.write(path, meta["identity"], entries)
+        elif damage == "foreign-ast" and path.name.startswith("rules-"):
+            entries = cache.read(path, meta["identity"])
+            assert entries is not None
+            for entry in entries["files"].values():
+                entry[5][1] = dict.fromkeys(entry[5][1], "not an AST")
+            cache.write(path, meta["identity"], entries)
     assert evaluate(lab) == expected
     no_reading(monkeypatch)
     assert evaluate(lab) == expected  # rebuilt
+
+
+def test_a_warm_cache_parses_no_rule_expression_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
+    from supervisor import rules
+
+    lab = tmp_path / "homelab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    expected = cold(lab, monkeypatch)
+    assert evaluate(lab) == expected  # fills the cache, ASTs and all
+
+    def refuse(expression: str) -> None:
+        raise AssertionError(f"parsed {expression!r} although the cache holds its AST")
+
+    monkeypatch.setattr(rules.jmespath, "compile", refuse)
+    assert evaluate(lab) == expected
+
+
+def test_an_expression_json_would_change_is_parsed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
+    # JSON has no infinity: kept in the cache, the literal would come back as null and the rule
+    # would stop firing.
+    lab = tmp_path / "homelab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "rules.yaml").write_text(
+        "rules:\n  - id: beyond-every-number\n    condition: unhealthy_service\n"
+        "    match: \"`1e999` != null\"\n    event: reconcile_required\n"
+        "    action: redeploy\n    reason: \"{{ `1e999` }} is not null\"\n")
+    expected = cold(lab, monkeypatch)
+    with monkeypatch.context() as patch:
+        patch.setenv("SUPERVISOR_CACHE", "off")
+        fired = evaluate(lab, "--rules", str(extra))
+    assert "beyond-every-number" in fired[1] and fired != expected
+    assert evaluate(lab, "--rules", str(extra)) == fired
+    assert evaluate(lab, "--rules", str(extra)) == fired
 
 
 def test_eval_with_a_warm_cache_imports_neither_yaml_nor_the_validator(tmp_path: Path) -> None:
