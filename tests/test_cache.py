@@ -150,7 +150,7 @@ def test_a_bad_cache_is_ignored_and_rebuilt(damage: str, tmp_path: Path,
 
 def test_a_warm_cache_parses_no_rule_expression_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
-    from supervisor import rules
+    from supervisor import expressions
 
     lab = tmp_path / "homelab"
     shutil.copytree(FIXTURES / "homelab", lab)
@@ -160,7 +160,7 @@ def test_a_warm_cache_parses_no_rule_expression_again(
     def refuse(expression: str) -> None:
         raise AssertionError(f"parsed {expression!r} although the cache holds its AST")
 
-    monkeypatch.setattr(rules.jmespath, "compile", refuse)
+    monkeypatch.setattr(expressions.jmespath, "compile", refuse)
     assert evaluate(lab) == expected
 
 

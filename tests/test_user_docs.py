@@ -168,8 +168,8 @@ def test_the_rule_keys_table_matches_the_rules_schema() -> None:
 
 def test_matchers_briefly_says_what_the_matchers_do() -> None:
     from supervisor.compiler import compile_ast
+    from supervisor.expressions import compile_expression
     from supervisor.functions import RuleFunctions, function_names
-    from supervisor.rules import compile_expression
     from supervisor.timestamps import parse_time
 
     guide = (DOCS / "rules.md").read_text()

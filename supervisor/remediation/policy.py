@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from supervisor import schemas
 from supervisor.errors import InputError, Problem, SupervisorError, raise_if
+from supervisor.expressions import compile_expression
 from supervisor.functions import function_names
 from supervisor.loader import YamlDocument, load_yaml
 from supervisor.model import Template
-from supervisor.rules import compile_expression
 from supervisor.timestamps import parse_time
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
