@@ -19,11 +19,13 @@ import copy
 import gc
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from supervisor.engine import Evaluation, Recommendation, _overrule, evaluate, summarize
 from supervisor.errors import InputError, SupervisorError
+from supervisor.limits import current
 from supervisor.manifest import Check, reading
 from supervisor.model import Subject
 from supervisor.timestamps import format_time
@@ -31,6 +33,7 @@ from supervisor.world import read_record
 
 if TYPE_CHECKING:
     from supervisor.inputs import Inputs, Loaded
+    from supervisor.memo import Remembered
 
 
 class Incremental:
@@ -94,10 +97,29 @@ class Incremental:
         assert self._loaded is not None and self._evaluation is not None
         return self._loaded, self._evaluation
 
-    def _keep(self, loaded: Loaded, evaluation: Evaluation) -> None:
+    def resume(self, inputs: Inputs, loaded: Loaded, earlier: Remembered, changed: set[str],
+               now: datetime) -> Evaluation | None:
+        """Takes up an evaluation an earlier run made (see memo.py) of inputs that differ from
+        `loaded`, the inputs now, only in the files at `changed`; evaluates at `now` what they
+        touch. None when that cannot be done: then everything must be evaluated."""
+        state = loaded.state
+        evaluation = Evaluation(now=format_time(earlier.now), summary="", recommendations=(),
+                                traces={}, overruled={}, valid_until=earlier.valid_until)
+        self._keep(loaded, evaluation, earlier.fired)
+        # As the earlier run saw them: `_apply` reads the changed records again, and moves on.
+        state.now, state.now_text = earlier.now, evaluation.now
+        if self._apply(inputs, loaded, evaluation, {os.path.realpath(path) for path in changed},
+                       now):
+            return self._evaluation
+        state.now, state.now_text = now, format_time(now)
+        return None
+
+    def _keep(self, loaded: Loaded, evaluation: Evaluation,
+              fired: Iterable[Recommendation] | None = None) -> None:
         self._loaded, self._evaluation = loaded, evaluation
         self._fired = defaultdict(list)
-        for recommendation in (*evaluation.recommendations, *evaluation.overruled):
+        for recommendation in (fired if fired is not None
+                               else (*evaluation.recommendations, *evaluation.overruled)):
             self._fired[recommendation.subject].append(recommendation)
         # Reasons that call functions (ages, durations) or read `now` read differently later.
         self._timed = {rule.id for rule in loaded.rules.rules
@@ -154,7 +176,7 @@ class Incremental:
         view.subjects = {kind: [subject for subject in subjects if subject in affected]
                          for kind, subjects in state.subjects.items()}
         try:
-            partial = evaluate(view, loaded.rules)
+            partial = evaluate(view, loaded.rules, limits=current())
         except SupervisorError:
             return False  # a rule that fails: a full evaluation says where, and how often
         for subject in affected:

@@ -92,6 +92,15 @@ class Check:
         self._files_path = cache.cache_path("hashes", scope)
         self.taken = cache.now_ns()
         self.changed = 0
+        # The digest these files gave with the hashes recorded for them (`previous`), and the
+        # files whose contents changed since (paths as walked): what memo.py needs to take up
+        # an evaluation of the inputs as they were. A file without a recorded hash counts as
+        # unchanged: if it is new, `previous` is the digest of no earlier inputs. Both None
+        # when a file cannot be read.
+        self.previous: str | None = None
+        self.changes: set[str] | None = None
+        self.scope = scope
+        self.options = ""
         self._hashes: dict[str, dict[str, list[Any]]] = {}
         self._parts: list[str] = []
         self._part: dict[str, int] = {}
@@ -112,6 +121,7 @@ class Check:
     def _find(self, inputs: Inputs, roots: list[str], complete: bool) -> None:
         options = (inputs.now, inputs.max_age, inputs.max_skew,
                    [str(source) for source in inputs.rule_sources()])
+        self.options = repr(options)
         # This walk is all an unchanged run does, so it is kept lean.
         self._listing = walk(roots)
         stamps, newest = self._listing.stamps()
@@ -124,6 +134,7 @@ class Check:
                 and isinstance(summary.get("digest"), str)
                 and taken - newest > cache.RACY_NS):
             self.digest: str = summary["digest"]
+            self.previous, self.changes = self.digest, set()
             return
         recorded = cache.read(self._files_path, self._identity) or {}
         # The digest hashes these parts in order; `update` replaces a few and hashes again.
@@ -133,6 +144,8 @@ class Check:
         known: dict[str, Any] = {}
         hashes: dict[str, list[Any]] = {}
         racy = cache.RACY_NS
+        changes: set[str] | None = set()
+        earlier_parts: dict[int, str] = {}  # where the recorded hashes give other parts
         for base, relative, status, linked in self._walked():
             if base != current:
                 current = base
@@ -140,7 +153,7 @@ class Check:
                 earlier = recorded.get(base)
                 known = earlier if isinstance(earlier, dict) else {}
                 hashes = self._hashes[base] = {}
-            entry = known.get(relative)
+            entry = recorded_entry = known.get(relative)
             # Most files, inline: the stamp is the one recorded with the hash, and was trusted
             # then (as `_hash` checks it).
             if not (status is not None and type(entry) is list and len(entry) == 6
@@ -152,11 +165,23 @@ class Check:
                 entry = self._hash(base + relative, seen, linked, entry)
             if complete:
                 self._part[base + relative] = len(parts)
+            if entry is not recorded_entry and changes is not None:
+                if entry is None:
+                    changes = None
+                elif (type(recorded_entry) is list and len(recorded_entry) == 6
+                        and type(recorded_entry[4]) is str and entry[4] != recorded_entry[4]):
+                    changes.add(base + relative)
+                    earlier_parts[len(parts)] = f"\0{relative}\0{recorded_entry[4]}"
             parts.append(f"\0{relative}\0{entry[4] if entry else UNREADABLE}")
             if entry is not None:
                 hashes[relative] = entry
         self._parts = parts
         self.digest = _digest(parts)
+        if changes is not None:
+            self.changes = changes
+            self.previous = _digest([earlier_parts.get(index, part)
+                                     for index, part in enumerate(parts)]
+                                    ) if earlier_parts else self.digest
         self.changed += 1  # the summary, at least, is new
 
     def _walked(self) -> list[Walked]:
@@ -254,11 +279,13 @@ class Source(Protocol):
 
 
 class Fresh:
-    """Where a run's inputs come from when nothing is kept between runs: a stat-first check,
-    then everything loaded (from the cache of parsed files where it can)."""
+    """Where a run's inputs come from when no process keeps them between runs: a stat-first
+    check, then everything loaded (from the cache of parsed files where it can) and evaluated,
+    or only what changed since the last evaluation of these inputs (memo.py)."""
 
     def __init__(self) -> None:
         self._check: Check | None = None
+        self.resumed = False  # the last evaluation took up a remembered one
 
     def fingerprint(self, inputs: Inputs) -> str:
         self._check = Check(inputs)
@@ -266,7 +293,7 @@ class Fresh:
         return self._check.digest
 
     def evaluate(self, inputs: Inputs, now: datetime) -> tuple[Loaded, Evaluation]:
-        from supervisor.inputs import evaluate_inputs  # only when there is work to do
+        from supervisor import memo  # only when there is work to do
 
         assert self._check is not None, "fingerprint first"
         # Loaded with the collector paused, the evaluation's millions of objects would all be
@@ -274,9 +301,9 @@ class Fresh:
         # nothing): frozen, they are left out. The last run's, no longer used, go back to it.
         gc.unfreeze()
         with reading(self._check.for_loaders()):
-            result = evaluate_inputs(inputs, clock=now)
+            loaded, evaluation, self.resumed = memo.evaluate(inputs, now, self._check)
         gc.freeze()
-        return result
+        return loaded, evaluation
 
 
 def _digest(parts: list[str]) -> str:

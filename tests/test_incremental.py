@@ -1,6 +1,7 @@
-"""Incremental evaluation (run --watch) equals a full evaluation, byte for byte, after every
-change of random sequences: status flips, nodes going offline, records added and removed,
-inventory and rule edits, the world going stale, the clock moving on."""
+"""Incremental evaluation (run --watch, and run --once taking up the last run's) equals a full
+evaluation, byte for byte, after every change of random sequences: status flips, nodes going
+offline, records added and removed, inventory and rule edits, the world going stale, the clock
+moving on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import gc
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -18,11 +20,12 @@ from pathlib import Path
 import pytest
 from support.scenarios import ROOT
 
-from supervisor import cache
+from supervisor import cache, memo
 from supervisor.incremental import Incremental
 from supervisor.inputs import Inputs, evaluate_inputs
-from supervisor.manifest import Check
+from supervisor.manifest import Check, Fresh
 from supervisor.timestamps import format_time, parse_time
+from supervisor.transitions import Paths, run_once
 
 STEPS = 14
 RULES = """\
@@ -202,3 +205,119 @@ def test_what_a_full_evaluation_keeps_is_left_out_of_the_collectors_walks(
     subjects = loaded.state.subjects
     assert gc.is_tracked(subjects) and gc.get_freeze_count() > 0
     assert not any(tracked is subjects for tracked in gc.get_objects())  # frozen: in no generation
+
+
+# A run in a process of its own takes up the evaluation the last run left in the cache (memo.py).
+
+
+def run_alone(inputs: Inputs, now: datetime) -> tuple[str, bool]:
+    """One `run --once`'s evaluation, as a process of its own makes it: a new source, with only
+    the cache carried over; its JSON and digest, and whether it took up the last one."""
+    source = Fresh()
+    digest = source.fingerprint(inputs)
+    _, evaluation = source.evaluate(inputs, now)
+    return json.dumps(evaluation.to_json(), indent=2) + digest, source.resumed
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_evaluation_taken_up_by_the_next_run_equals_a_full_evaluation(
+        seed: int, generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache, "RACY_NS", -1)  # files written a moment ago count as settled
+    rng = random.Random(seed)
+    lab = tmp_path / "lab"
+    shutil.copytree(generated, lab)
+    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", rules=(lab / "rules",))
+    now = parse_time(json.loads((lab / "world" / "world.json").read_text())["observed_at"])
+    taken_up = []
+    for step in range(STEPS + 1):
+        touched = change(rng, lab) if step else set()
+        now += timedelta(seconds=rng.choice([0, 0, 5, 90, 900]))
+        found, resumed = run_alone(inputs, now)
+        assert found == full(inputs, now, monkeypatch), touched
+        taken_up.append(resumed)
+    assert any(taken_up) and not all(taken_up)  # both ways were taken
+
+
+def test_only_the_evaluation_of_the_inputs_as_they_were_is_taken_up(
+        generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs, now = settled_copy(generated, tmp_path, monkeypatch)
+    world = inputs.world
+    record = min((world / "services").glob("*/*.json"))
+    flipped = record.read_text().replace('"status": "ok"', '"status": "failed"')
+    assert flipped != record.read_text()
+    assert run_alone(inputs, now)[1] is False  # nothing remembered yet
+    rewrite(record, flipped)
+    assert run_alone(inputs, now)[1] is True
+    # Recorded hashes rewritten by a run elsewhere whose evaluation this cache does not hold:
+    # the remembered evaluation is of other inputs.
+    rewrite(record, record.read_text() + " ")
+    Check(inputs).save()
+    rewrite(record, flipped)
+    found, resumed = run_alone(inputs, now)
+    assert not resumed and found == full(inputs, now, monkeypatch)
+    # Files added or removed since: not a change the incremental evaluation takes in.
+    extra = record.with_name("extra.json")
+    rewrite(extra, record.read_text())
+    assert run_alone(inputs, now)[1] is False
+    rewrite(record, record.read_text().replace('"failed"', '"ok"'))
+    extra.unlink()
+    assert run_alone(inputs, now)[1] is False
+    # Other options (`--now`): other inputs.
+    later = inputs._replace(now="2026-11-26T10:06:00Z")
+    assert run_alone(later, now)[1] is False
+
+
+@pytest.mark.parametrize("garbage", [
+    {"digest": None}, {"now": "yesterday"}, {"now": "2026-11-26T10:05:00"}, {"now": None},
+    {"valid_until": 12}, {"valid_until": "soon"}, {"fired": {}}, {"fired": [["service"]]},
+    *({"column": column} for column in range(memo.FIELDS)),
+])
+def test_a_remembered_evaluation_not_in_the_shape_written_is_ignored(
+        garbage: dict[str, object], generated: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs, now = settled_copy(generated, tmp_path, monkeypatch)
+    record = min((inputs.world / "services").glob("*/*.json"))
+    run_alone(inputs, now)
+    (path,) = Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("evaluation-*.json")
+    identity = json.loads(path.read_bytes().partition(b"\n")[0])["identity"]
+    remembered = cache.read(path, identity)
+    assert remembered is not None and memo.recall(remembered, remembered["digest"]) is not None
+    if "column" in garbage:  # one column of the first row of another type
+        row = remembered["fired"][0]
+        row[garbage.pop("column")] = [1.5]
+        assert memo.recall(remembered, remembered["digest"]) is None
+    cache.write(path, identity, {**remembered, **garbage})
+    rewrite(record, record.read_text().replace('"status": "ok"', '"status": "failed"'))
+    found, resumed = run_alone(inputs, now)
+    assert not resumed and found == full(inputs, now, monkeypatch)
+
+
+def test_run_once_takes_up_the_last_runs_evaluation_and_writes_what_a_full_one_would(
+        generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache, "RACY_NS", -1)
+    lab, state = tmp_path / "lab", tmp_path / "state"
+    written, resumed = {}, {}
+    for caching in ("on", "off"):
+        monkeypatch.setenv("SUPERVISOR_CACHE", caching)
+        shutil.copytree(generated, lab)
+        state.mkdir()
+        inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z")
+        paths = Paths(events=state / "events.log", checkpoint=state / "checkpoint.json")
+        run_once(inputs, paths)
+        first = paths.events.read_text()
+        services = sorted((lab / "world" / "services").glob("*/*.json"))
+        for record in services[::7]:
+            rewrite(record, record.read_text().replace('"status": "ok"', '"status": "failed"')
+                    .replace('"status": "starting"', '"status": "ok"'))
+        source = Fresh()
+        run_once(inputs, paths, source=source)
+        resumed[caching] = source.resumed
+        assert paths.events.read_text().count("\n") > first.count("\n") + 2  # changes written
+        checkpoint = json.loads(paths.checkpoint.read_text())
+        del checkpoint["log_tail"]  # a hash of the last line, which holds the run's id
+        written[caching] = (re.sub(r'"run_id":"\w+"', "", paths.events.read_text())
+                            + json.dumps(checkpoint))
+        shutil.rmtree(lab)
+        shutil.rmtree(state)
+    assert resumed == {"on": True, "off": False}
+    assert written["on"] == written["off"]

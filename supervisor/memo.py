@@ -1,0 +1,119 @@
+"""The last evaluation, remembered between runs: a `run --once` after an observer rewrote a few
+records evaluates only what they touch.
+
+`run --watch` keeps its evaluation in memory (incremental.py). A run in a process of its own
+used to evaluate everything again, though between two runs an observer typically rewrites a
+handful of records. So every such run leaves in the cache what each subject fired (before root
+causes overrule symptoms), with the digest of the inputs it was evaluated on and the time. The
+next run loads its inputs as before (from the cache of parsed files). When the digest check
+(`manifest.Check`) says that, since that very digest, only files it can name changed, the
+incremental evaluator takes up the remembered evaluation and evaluates again only what those
+files touch, or everything where it cannot (incremental.py lists when). The result is a full
+evaluation's, byte for byte: tests/test_memo.py.
+
+A remembered evaluation is trusted only for the digest it names, by this program (the cache's
+identity), and only in the shape written here; anything else is ignored and everything is
+evaluated.
+"""
+
+from __future__ import annotations
+
+import gc
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from supervisor import cache
+from supervisor.engine import Recommendation
+from supervisor.limits import current
+from supervisor.model import Subject
+
+if TYPE_CHECKING:
+    from supervisor.engine import Evaluation
+    from supervisor.inputs import Inputs, Loaded
+    from supervisor.manifest import Check
+
+FIELDS = len(Recommendation._fields) + 1  # the subject's kind and id in two columns
+
+
+class Remembered:
+    """An evaluation an earlier run made: what fired, when, and what it stays valid until."""
+
+    def __init__(self, fired: list[Recommendation], now: datetime,
+                 valid_until: datetime | None) -> None:
+        self.fired, self.now, self.valid_until = fired, now, valid_until
+
+
+def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evaluation, bool]:
+    """The inputs loaded and evaluated, taking up the remembered evaluation where it holds;
+    whether it did. Remembers this one for the next run."""
+    from supervisor.engine import evaluate as evaluate_all
+    from supervisor.incremental import Incremental
+    from supervisor.inputs import load
+
+    enabled = gc.isenabled()
+    gc.disable()  # as inputs.evaluate_inputs does: many objects allocated, few freed
+    try:
+        loaded = load(inputs, clock=now)
+        limits = current()
+        path = cache.cache_path("evaluation", check.scope)
+        identity = cache.identity(limits)
+        evaluation = None
+        if check.changes is not None:
+            remembered = recall(cache.read(path, identity), check.previous)
+            if remembered is not None:
+                evaluation = Incremental().resume(inputs, loaded, remembered, check.changes, now)
+        resumed = evaluation is not None
+        if evaluation is None:
+            evaluation = evaluate_all(loaded.state, loaded.rules, limits=limits)
+    finally:
+        if enabled:
+            gc.enable()
+    cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest))
+    return loaded, evaluation, resumed
+
+
+def remember(evaluation: Evaluation, now: datetime, digest: str) -> dict[str, Any]:
+    """What the next run needs to take up `evaluation`, made at `now` of the inputs `digest`."""
+    fired = sorted((*evaluation.recommendations, *evaluation.overruled),
+                   key=lambda r: (r.order, r.subject.id))
+    return {
+        "digest": digest,
+        "now": now.isoformat(),
+        "valid_until": (evaluation.valid_until.isoformat()
+                        if evaluation.valid_until is not None else None),
+        "fired": [[r.subject.kind, r.subject.id, *r[1:]] for r in fired],
+    }
+
+
+def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | None:
+    """The evaluation remembered for the inputs `digest`, if that is what `recorded` holds, in
+    the shape `remember` writes; None otherwise."""
+    if recorded is None or digest is None or recorded.get("digest") != digest:
+        return None
+    now, valid_until, rows = (recorded.get("now"), recorded.get("valid_until"),
+                              recorded.get("fired"))
+    if not isinstance(rows, list):
+        return None
+    try:
+        moment = _moment(now)
+        until = None if valid_until is None else _moment(valid_until)
+    except (TypeError, ValueError):
+        return None
+    fired = []
+    for row in rows:
+        if not (type(row) is list and len(row) == FIELDS
+                and all(type(value) is str for value in row[:9]) and type(row[9]) is int
+                and type(row[10]) is str and type(row[11]) is bool
+                and (row[12] is None or type(row[12]) is str)):
+            return None
+        fired.append(Recommendation(Subject(row[0], row[1]), *row[2:]))
+    return Remembered(fired, moment, until)
+
+
+def _moment(text: object) -> datetime:
+    if not isinstance(text, str):
+        raise TypeError(text)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    return moment
