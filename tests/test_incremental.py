@@ -301,7 +301,7 @@ def test_run_once_takes_up_the_last_runs_evaluation_and_writes_what_a_full_one_w
         monkeypatch.setenv("SUPERVISOR_CACHE", caching)
         shutil.copytree(generated, lab)
         state.mkdir()
-        inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:05:00Z")
+        inputs = Inputs(inventory=lab / "hosts", world=lab / "world", now="2026-11-26T10:00:30Z")
         paths = Paths(events=state / "events.log", checkpoint=state / "checkpoint.json")
         run_once(inputs, paths)
         first = paths.events.read_text()
