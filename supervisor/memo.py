@@ -65,10 +65,10 @@ def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evalu
         resumed = evaluation is not None
         if evaluation is None:
             evaluation = evaluate_all(loaded.state, loaded.rules, limits=limits)
+        cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest))
     finally:
         if enabled:
             gc.enable()
-    cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest))
     return loaded, evaluation, resumed
 
 
