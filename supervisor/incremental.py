@@ -190,6 +190,8 @@ class Incremental:
         """Evaluating at `now` gives what evaluating at `before` gave, for unchanged subjects."""
         if now == before:
             return True
+        if now < before:
+            return False  # a clock set back: `valid_until` vouches only for later moments
         if evaluation.valid_until is not None and not now < evaluation.valid_until:
             return False
         assert self._loaded is not None

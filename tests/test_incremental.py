@@ -1,7 +1,7 @@
 """Incremental evaluation (run --watch, and run --once taking up the last run's) equals a full
 evaluation, byte for byte, after every change of random sequences: status flips, nodes going
 offline, records added and removed, inventory and rule edits, the world going stale, the clock
-moving on."""
+moving on, or set back."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import pytest
 from support.scenarios import ROOT
 
 from supervisor import cache, memo
+from supervisor.errors import RuleError
 from supervisor.incremental import Incremental
 from supervisor.inputs import Inputs, evaluate_inputs
 from supervisor.manifest import Check, Fresh
@@ -148,7 +149,7 @@ def test_incremental_evaluation_equals_full_evaluation(
     assert json.dumps(evaluation.to_json(), indent=2) + digest == full(inputs, now, monkeypatch)
     for _ in range(STEPS):
         touched = change(rng, lab)
-        now += timedelta(seconds=rng.choice([0, 0, 5, 90, 900]))
+        now += timedelta(seconds=rng.choice([0, 0, 5, 90, 900, -60, -86400]))
         kept.notice({os.path.realpath(path) for path in touched})
         digest = kept.fingerprint(inputs)
         _, evaluation = kept.evaluate(inputs, now)
@@ -231,7 +232,7 @@ def test_an_evaluation_taken_up_by_the_next_run_equals_a_full_evaluation(
     taken_up = []
     for step in range(STEPS + 1):
         touched = change(rng, lab) if step else set()
-        now += timedelta(seconds=rng.choice([0, 0, 5, 90, 900]))
+        now += timedelta(seconds=rng.choice([0, 0, 5, 90, 900, -60, -86400]))
         found, resumed = run_alone(inputs, now)
         assert found == full(inputs, now, monkeypatch), touched
         taken_up.append(resumed)
@@ -321,3 +322,23 @@ def test_run_once_takes_up_the_last_runs_evaluation_and_writes_what_a_full_one_w
         shutil.rmtree(state)
     assert resumed == {"on": True, "off": False}
     assert written["on"] == written["off"]
+
+
+def test_a_partial_evaluation_keeps_the_limits_in_force(
+        generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs, now = settled_copy(generated, tmp_path, monkeypatch)
+    kept = Incremental()
+    kept.notice(None)
+    kept.fingerprint(inputs)
+    kept.evaluate(inputs, now)
+    monkeypatch.setenv("SUPERVISOR_MAX_RULE_STEPS", "1")  # as a full evaluation now has it
+    with pytest.raises(RuleError) as failed:
+        evaluate_inputs(inputs, clock=now)
+    found = re.search(r"on service (\S+):", failed.value.problems[0].message)
+    assert found is not None
+    record = inputs.world / "services" / f"{found[1]}.json"  # one that spends more than that
+    rewrite(record, record.read_text() + " ")
+    kept.notice({os.path.realpath(record)})
+    kept.fingerprint(inputs)
+    with pytest.raises(RuleError):
+        kept.evaluate(inputs, now)
