@@ -6,7 +6,8 @@ either, so its parsed and checked value can be reused. A stamp taken within `RAC
 file's modification is never trusted: a file rewritten twice within one clock tick would keep
 its stamp (git's "racily clean" entries).
 
-The cache is only ever data: JSON, checked for shape and by a hash over its body, written
+The cache is only ever data: JSON, checked for shape and by a checksum over its body (CRC-32,
+for a torn or damaged file: the file's owner and mode are what keep others out), written
 atomically, owned by this user and private. A cache from another version of the program, its
 schemas, its limits or Python is not used; a cache that is corrupt, foreign or unreadable is
 ignored and rebuilt. Nothing in it is executed.
@@ -19,18 +20,18 @@ Where: `$SUPERVISOR_CACHE_DIR`, else systemd's `$CACHE_DIRECTORY` (`CacheDirecto
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat
 import sys
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 Stamp = tuple[int, int, int, int]  # inode, mtime_ns, size, ctime_ns
-FORMAT = 1
+FORMAT = 2  # 2: a CRC-32 instead of SHA-256, the identity unhashed
 RACY_NS = 2_000_000_000  # coarse file systems keep whole or even two seconds
 PACKAGE = Path(__file__).resolve().parent
 
@@ -69,13 +70,26 @@ def directory() -> Path | None:
     return Path(base) / "homelab-supervisor"
 
 
+_IDENTITIES: dict[str, str] = {}
+
+
 def identity(limits: object) -> str:
     """What a cache is valid for: this program (its version and code), its schemas, the input
-    limits in force and the Python that reads it. Stat-only, to keep start-up cheap."""
+    limits in force and the Python that reads it. Stat-only, to keep start-up cheap, and once
+    per process: the code running is the code that was imported. Kept whole, not hashed (a few
+    kilobytes in each cache's first line), so that no two can be taken for each other and no
+    hash library is loaded for it."""
+    key = repr(limits)
+    if key not in _IDENTITIES:
+        _IDENTITIES[key] = _identity(key)
+    return _IDENTITIES[key]
+
+
+def _identity(limits: str) -> str:
     from supervisor import __version__
     from supervisor.resources import data_dir
 
-    parts: list[object] = [FORMAT, __version__, sys.version, repr(limits)]
+    parts: list[object] = [FORMAT, __version__, sys.version, limits]
     for folder in (PACKAGE, data_dir("schemas")):
         try:
             with os.scandir(folder) as entries:
@@ -84,7 +98,7 @@ def identity(limits: object) -> str:
                     for entry in entries if entry.name.endswith((".py", ".json"))))
         except OSError:
             continue
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
+    return repr(parts)
 
 
 def cache_path(kind: str, scope: str) -> Path | None:
@@ -92,7 +106,10 @@ def cache_path(kind: str, scope: str) -> Path | None:
     folder = directory()
     if folder is None:
         return None
-    return folder / f"{kind}-{hashlib.sha256(scope.encode()).hexdigest()[:16]}.json"
+    # A name only: every reader checks what it takes (paths, stamps), so two scopes sharing
+    # one would only evict each other's entries.
+    name = scope.encode("utf-8", "surrogateescape")
+    return folder / f"{kind}-{zlib.crc32(name):08x}{zlib.adler32(name):08x}.json"
 
 
 def read(path: Path | None, expected: str) -> dict[str, Any] | None:
@@ -119,7 +136,7 @@ def read(path: Path | None, expected: str) -> dict[str, Any] | None:
     try:
         meta = json.loads(header)
         if (not isinstance(meta, dict) or meta.get("identity") != expected
-                or meta.get("sha256") != hashlib.sha256(body).hexdigest()):
+                or meta.get("crc32") != zlib.crc32(body)):
             return None
         if meta.get("codec") == "orjson":
             import orjson
@@ -137,8 +154,7 @@ def write(path: Path | None, expected: str, entries: dict[str, Any]) -> None:
     if path is None:
         return
     body, codec = _encode(entries)
-    header = json.dumps({"identity": expected, "sha256": hashlib.sha256(body).hexdigest(),
-                         "codec": codec})
+    header = json.dumps({"identity": expected, "crc32": zlib.crc32(body), "codec": codec})
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterator
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from jmespath.exceptions import JMESPathError
@@ -34,7 +33,6 @@ class Recommendation(NamedTuple):
     severity: str
     rule: str
     reason: str
-    fingerprint: str
     order: int  # the rule's position: recommendations sort by it
     # Declared by the rule (the summary raised to unstable on a critical subject): what this
     # recommendation does to the summary, and whether `run` may resolve anything while it holds.
@@ -42,6 +40,13 @@ class Recommendation(NamedTuple):
     freezes_resolution: bool = False
     # A maintenance window that says `mark: true` covers the subject (docs/remediation.md).
     maintenance: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Named from the rule and the subject alone, so worked out only when asked for: a
+        table for people shows none, and SHA-256 (OpenSSL) costs a small `eval` a twentieth of
+        its start."""
+        return fingerprint(self.rule, self.subject)
 
     def to_json(self) -> dict[str, Any]:
         found = {
@@ -86,8 +91,11 @@ class Evaluation(NamedTuple):
         }
 
 
+@lru_cache(maxsize=1 << 17)  # `run` asks each recommendation for it several times
 def fingerprint(rule: str, subject: Subject) -> str:
     """Stable across runs, inputs and clocks: it names the (rule, subject) pair only."""
+    import hashlib
+
     key = f"{rule}\x1f{subject.kind}\x1f{subject.id}".encode()
     return hashlib.sha256(key).hexdigest()[:16]
 
@@ -183,8 +191,7 @@ def evaluate(
                 break  # the rest would cost as much: one message, and on to the next rule
             fired.append((rule, Recommendation(
                 subject=subject, condition=rule.condition, event=rule.event, action=rule.action,
-                severity=rule.severity, rule=rule.id, reason=reason,
-                fingerprint=fingerprint(rule.id, subject), order=order,
+                severity=rule.severity, rule=rule.id, reason=reason, order=order,
                 summary="unstable" if state.is_critical(subject) else rule.summary,
                 freezes_resolution=rule.freezes_resolution,
                 maintenance=state.maintenance(subject),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -119,6 +118,10 @@ class Check:
                 gc.enable()
 
     def _find(self, inputs: Inputs, roots: list[str], complete: bool) -> None:
+        # Here and below, not at the top: `eval` imports this module for `known_stamp` and
+        # `prefetched` only, and OpenSSL is a twentieth of its start.
+        import hashlib
+
         options = (inputs.now, inputs.max_age, inputs.max_skew,
                    [str(source) for source in inputs.rule_sources()])
         self.options = repr(options)
@@ -238,6 +241,8 @@ class Check:
         return self.reading
 
     def _hash(self, path: str, stamp: Stamp | None, linked: bool, entry: Any) -> list[Any] | None:
+        import hashlib
+
         if stamp is None:
             return None
         if (isinstance(entry, list) and len(entry) == 6 and tuple(entry[:4]) == stamp
@@ -307,6 +312,8 @@ class Fresh:
 
 
 def _digest(parts: list[str]) -> str:
+    import hashlib
+
     return hashlib.sha256("".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -10,7 +10,6 @@ is the directories' own, which is stable while they are unchanged; `Listing.walk
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import operator
 import os
@@ -66,6 +65,8 @@ class Listing:
         Equal hashes mean the same files with the same stamps. Files are taken in the order
         their directories list them, which is the same while a directory is unchanged; when
         it changed, so did a stamp."""
+        import hashlib  # here: `eval` walks nothing, and OpenSSL is a twentieth of its start
+
         digest = hashlib.sha256(repr(self.roots).encode("utf-8", "surrogateescape"))
         for root, relative, names, _ in self.directories:
             # Names hold no "/": a directory's "/..." cannot be mistaken for one.

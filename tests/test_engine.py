@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -210,6 +211,19 @@ def test_fingerprint_names_the_rule_and_subject_only() -> None:
     assert fingerprint("service-missing", subject) != fingerprint(
         "service-missing", Subject("service", "n1/web"))
     assert len(fingerprint("x", subject)) == 16
+
+
+def test_a_recommendation_is_named_as_it_always_was(scenario: ScenarioFactory) -> None:
+    # The first 16 hex digits of SHA-256 over "rule\x1fkind\x1fid": event logs and remediation
+    # histories written by earlier versions name recommendations so.
+    assert fingerprint("service-missing", Subject("service", "media01/sonarr")) == "400f940f6a944bf1"
+    root = scenario(TWO_NODES, services={"n1/app": {"status": "failed"}})
+    fired = evaluate_dir(root).recommendations
+    assert fired
+    for found in fired:
+        key = f"{found.rule}\x1f{found.subject.kind}\x1f{found.subject.id}".encode()
+        assert found.fingerprint == hashlib.sha256(key).hexdigest()[:16]
+        assert found.to_json()["fingerprint"] == found.fingerprint
 
 
 def test_fingerprints_survive_other_changes(scenario: ScenarioFactory) -> None:

@@ -19,10 +19,11 @@ from supervisor import cli, scenarios
 from supervisor.cli import COMMANDS, app
 
 # What `eval` must not import once the cache is warm, on a lab without expect.yaml or history:
-# PyYAML and the schema validator (the cache holds the parsed, checked inputs), the scenario
+# PyYAML and the schema validator (the cache holds the parsed, checked inputs), hashlib with
+# OpenSSL (a table shows no fingerprints, and the cache's checksum is zlib's), the scenario
 # runner, the remediation history with the event log, and every other command's module.
 NOT_FOR_EVAL = (
-    "yaml", "jsonschema", "jsonschema_rs",
+    "yaml", "jsonschema", "jsonschema_rs", "hashlib", "_hashlib",
     "supervisor.yamlbuild", "supervisor.scenarios",
     "supervisor.remediation.history", "supervisor.eventlog",
     "supervisor.commands.run", "supervisor.observe.commands", "supervisor.notify.commands",
