@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor import cache
 from supervisor.cache import Stamp
-from supervisor.walk import Walked, follow, walk
+from supervisor.walk import Listing, Walked, follow, walk
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -40,6 +40,12 @@ class Reading:
     def __init__(self) -> None:
         self.stamps: dict[str, Stamp] = {}
         self.read: dict[str, tuple[os.stat_result, bytes]] = {}
+        # The walk itself, for loaders that take whole directories from it (world.py): when it
+        # began (a stamp it saw vouches for a file no later than that), and the files taken in
+        # since (`Check.update`), whose statuses in it are stale.
+        self.listing: Listing | None = None
+        self.taken = 0
+        self.moved: frozenset[str] = frozenset()
 
     def take(self, path: str) -> tuple[os.stat_result, bytes] | None:
         return self.read.pop(path, None)
@@ -62,6 +68,12 @@ def prefetched(path: str) -> tuple[os.stat_result, bytes] | None:
     """The status and bytes of `path` if this run already read it (as a regular file)."""
     current = _CURRENT.get()
     return current.take(path) if current is not None else None
+
+
+def walked() -> Reading | None:
+    """This run's reads, if the loaders run inside `reading` after a walk."""
+    current = _CURRENT.get()
+    return current if current is not None and current.listing is not None else None
 
 
 def known_stamp(path: str) -> Stamp | None:
@@ -232,6 +244,8 @@ class Check:
     def for_loaders(self) -> Reading:
         """What the loaders may take instead of reading and stat'ing again."""
         stamps = self.reading.stamps
+        self.reading.listing, self.reading.taken = self._listing, self.taken
+        self.reading.moved = frozenset(self._moved)
         for base, relative, status, linked in self._walked():
             path = base + relative
             # Files taken in since the walk (`update`) have newer stamps: stat'ed again.

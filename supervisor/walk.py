@@ -57,6 +57,9 @@ class Listing:
         self.directories: list[Directory] = []
         self.statuses: list[os.stat_result | _Absent] = []
         self.links: list[int] = []  # which files (by position) are links
+        # Directories found but not listed (unreadable, or gone meanwhile): a loader taking its
+        # listings from here must not take them as empty.
+        self.unlisted: list[str] = []
 
     def stamps(self) -> tuple[bytes, int]:
         """A hash of every file's path and stamp, and the newest ctime of a regular file (any
@@ -140,6 +143,7 @@ def _list(position: int, root: str, directory: str, listing: Listing) -> list[st
     except OSError:
         del statuses[first:], names[:]  # as if it were not there
         listing.links[:] = [link for link in listing.links if link < first]
+        listing.unlisted.append(directory)
         return []
     finally:
         if descriptor >= 0:

@@ -7,18 +7,19 @@ import fcntl
 import itertools
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from supervisor import schemas
+from supervisor import cache, records, schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, Limits, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, load_yaml, parse_json, read_text
 from supervisor.model import NAME, World
-from supervisor.parsed import MISSING, Parsed
+from supervisor.records import MISSING
 from supervisor.schemas import JsonSource
 from supervisor.timestamps import parse_time
 
@@ -84,8 +85,13 @@ def _snapshot_complete(root: Path) -> Iterator[None]:
 def _read_consistently(path: Path, progress: Progress | None) -> World:
     for attempt in range(1, READ_ATTEMPTS + 1):
         before = _stamp(path)
+        # What the walk saw is this snapshot only if world.json is still the one it saw.
+        view = records.walk_view(str(path)) if attempt == 1 else None
+        if view is not None and (view.world is None or before != (
+                view.world.st_ino, view.world.st_mtime_ns, view.world.st_size)):
+            view = None
         try:
-            document = _read_directory(path, progress)
+            document = _read_directory(path, progress, view)
         except InputError:
             if _stamp(path) == before or attempt == READ_ATTEMPTS:
                 raise
@@ -121,31 +127,24 @@ def _read_file(path: Path) -> dict[str, Any]:
     return document
 
 
-def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
-    """Reads the observer's layout. Paths stay strings and listings come from `scandir`: the
-    world can hold a hundred thousand files, and per-file overhead is most of the cost."""
+def _read_directory(root: Path, progress: Progress | None,
+                    view: records.View | None = None) -> dict[str, Any]:
+    """Reads the observer's layout. Paths stay strings and listings come from `scandir` (or
+    this run's walk, `view`): the world can hold a hundred thousand files, and per-file
+    overhead is most of the cost. A directory unchanged since the last run gives its records
+    whole, from the cache (records.py)."""
     problems: list[Problem] = []
     base = str(root)
     count = 0
     limits = current()
+    kept = records.Kept(base, min(view.taken, cache.now_ns()) if view else cache.now_ns())
 
-    cached = Parsed("world", base)
-
-    def record(path: str, definition: str) -> Any:
+    def counted(number: int) -> None:
         nonlocal count
-        count += 1
-        if progress is not None and count % 1000 == 0:
-            progress(count)
-        value = cached.get(path)
-        if value is not MISSING:
-            return value
-        try:
-            value = read_record(path, definition, limits)
-        except InputError as error:
-            problems.extend(error.problems)
-            return None
-        cached.put(path, value)
-        return value
+        if progress is not None:
+            for thousands in range(count // 1000 + 1, (count + number) // 1000 + 1):
+                progress(thousands * 1000)
+        count += number
 
     def named(name: str, path: str, what: str) -> str | None:
         if NAME.fullmatch(name):
@@ -153,36 +152,156 @@ def _read_directory(root: Path, progress: Progress | None) -> dict[str, Any]:
         problems.append(Problem(path, message=f"is not a valid {what} name"))
         return None
 
+    def listed(relative: str) -> tuple[records.Scan | None, Any]:
+        """The directory's scan, and its records whole (a dict) or its `.json` files."""
+        scan = view.scans.get(relative) if view is not None else None
+        if scan is not None:
+            whole = kept.whole(relative, scan)
+            if whole is not None:
+                return scan, whole
+            directory = base + relative
+            return scan, [(name[:-5], f"{directory}/{name}") for name in sorted(scan.names)
+                          if not name.startswith(".") and name.endswith(".json")]
+        scan, files = _scanned(base + relative, problems)
+        if scan is not None and (whole := kept.whole(relative, scan)) is not None:
+            return scan, whole
+        return scan, files
+
+    def read(relative: str, scan: records.Scan | None, files: list[tuple[str, str]],
+             definition: str, prefix: str, what: str | None) -> dict[str, Any]:
+        """The records of `files` in the directory at `relative`, by key, each from the cache
+        if its stamp vouches for it."""
+        found: dict[str, Any] = {}
+        clean = True
+        positions = ({name: position for position, name in enumerate(scan.names)}
+                     if scan is not None else {})
+        for stem, path in files:
+            if what is not None and not named(stem, path, what):
+                clean = False
+                continue
+            counted(1)
+            key = prefix + stem
+            name = stem + ".json"
+            value = (kept.earlier(relative, name, key, scan.stamp(name, positions))
+                     if scan is not None else MISSING)
+            if value is MISSING:
+                try:
+                    value = read_record(path, definition, limits)
+                except InputError as error:
+                    problems.extend(error.problems)
+                    clean = False
+                    continue
+            found[key] = value
+        if scan is not None:
+            kept.keep(relative, scan, found, clean)
+        return found
+
+    def directory(relative: str, definition: str, prefix: str, what: str | None
+                  ) -> dict[str, Any]:
+        scan, listing = listed(relative)
+        if isinstance(listing, dict):
+            counted(len(listing))
+            return listing
+        return read(relative, scan, listing, definition, prefix, what)
+
     document: dict[str, Any] = {"nodes": {}, "services": {}, "deployments": [], "incidents": []}
-    meta = record(os.path.join(base, "world.json"), "world")
+    counted(1)
+    meta = _world_record(base, kept, view, problems)
     if meta is not None:
         document.update(meta)
-    for stem, path in _json_files(os.path.join(base, "nodes"), problems):
-        if named(stem, path, "node") and (value := record(path, "node")) is not None:
-            document["nodes"][stem] = value
+    document["nodes"].update(directory("/nodes", "node", "", "node"))
     nodes = _entries(os.path.join(base, "services"), problems, directories=True)
     if len(nodes) > limits.nodes:
         raise too_many(os.path.join(base, "services"), "nodes", len(nodes), limits.nodes,
                        VARIABLES["nodes"])
     services = 0
     for node, node_path in nodes:
+        relative = f"/services/{node}"
         node_ok = named(node, node_path, "node")
-        files = _json_files(node_path, problems)
-        services += len(files)
+        scan, listing = listed(relative) if node_ok else (None, _json_files(node_path, problems))
+        services += len(listing)
         if services > limits.services:
             raise too_many(os.path.join(base, "services"), "services", services,
                            limits.services, VARIABLES["services"])
-        for stem, path in files:
-            if (named(stem, path, "service") and node_ok
-                    and (value := record(path, "service")) is not None):
-                document["services"][f"{node}/{stem}"] = value
+        if isinstance(listing, dict):
+            counted(len(listing))
+            document["services"].update(listing)
+        elif node_ok:
+            document["services"].update(read(relative, scan, listing, "service", f"{node}/",
+                                             "service"))
+        else:  # its records are not read, but their names are still checked
+            for stem, path in listing:
+                named(stem, path, "service")
     for kind, definition in (("deployments", "deployment"), ("incidents", "incident")):
-        for _, path in _json_files(os.path.join(base, kind), problems):
-            if (value := record(path, definition)) is not None:
-                document[kind].append(value)
-    cached.save()
+        document[kind].extend(directory(f"/{kind}", definition, "", None).values())
+    kept.save()
     raise_if(problems)
     return document
+
+
+def _world_record(base: str, kept: records.Kept, view: records.View | None,
+                  problems: list[Problem]) -> dict[str, Any] | None:
+    path = os.path.join(base, "world.json")
+    status = view.world if view is not None else None
+    scan = records.Scan(["world.json"], records.packed(
+        [status if status is not None else _status(path)]), True)
+    whole = kept.whole("", scan)
+    if whole is not None and isinstance(whole.get("world"), dict):
+        return whole["world"]  # type: ignore[no-any-return]
+    try:
+        value = read_record(path, "world")
+    except InputError as error:
+        problems.extend(error.problems)
+        kept.keep("", scan, {}, False)
+        return None
+    kept.keep("", scan, {"world": value}, True)
+    return value
+
+
+def _status(path: str) -> Any:
+    try:
+        found = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return records.ABSENT
+    return found if stat.S_ISREG(found.st_mode) else records.ABSENT
+
+
+def _scanned(directory: str, problems: list[Problem]
+             ) -> tuple[records.Scan | None, list[tuple[str, str]]]:
+    """`_json_files`, with the directory's scan (every entry but subdirectories, stat'ed)."""
+    if os.path.islink(directory):
+        problems.append(Problem(directory, message=SYMLINK_REFUSED))
+        return None, []
+    try:
+        scanner = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, []
+    except OSError as error:
+        problems.append(Problem(directory, message=f"cannot be listed: {error.strerror}"))
+        return None, []
+    names: list[str] = []
+    statuses: list[Any] = []
+    found: list[tuple[str, str]] = []
+    clean = True
+    with scanner:
+        for entry in scanner:
+            if entry.is_dir(follow_symlinks=False):
+                clean = False
+                if (not entry.name.startswith(".") and not entry.is_symlink()
+                        and entry.name.endswith(".json")):
+                    problems.append(Problem(entry.path, message="is a directory, not a record"))
+                continue
+            names.append(entry.name)
+            statuses.append(_status(entry.path))
+            if entry.is_symlink():
+                clean = False
+                if not entry.name.startswith("."):
+                    problems.append(Problem(entry.path, message=SYMLINK_REFUSED))
+            elif not entry.name.startswith("."):
+                found.append((entry.name, entry.path))
+    found.sort()
+    return records.Scan(names, records.packed(statuses), clean), [
+        (name[:-5], path) for name, path in found if name.endswith(".json")]
 
 
 def read_record(path: str, definition: str, limits: Limits | None = None) -> dict[str, Any]:

@@ -134,8 +134,10 @@ def test_a_bad_cache_is_ignored_and_rebuilt(damage: str, tmp_path: Path,
         elif damage == "foreign-value":  # right hash and identity, but not a value we write
             entries = cache.read(path, meta["identity"])
             assert entries is not None
-            for entry in entries["files"].values():
+            for entry in entries.get("files", {}).values():
                 entry[5] = "not a mapping"
+            for entry in entries.get("directories", {}).values():  # the world's, records.py
+                entry[4] = dict.fromkeys(entry[4], "not a mapping")
             cache.write(path, meta["identity"], entries)
         elif damage == "foreign-ast" and path.name.startswith("rules-"):
             entries = cache.read(path, meta["identity"])

@@ -131,8 +131,8 @@ def test_a_snapshot_written_during_the_read_is_read_again(
     real = world_module._read_directory
     reads: list[int] = []
 
-    def observer_finishes_a_snapshot_meanwhile(path: Path, progress: Any) -> Any:
-        document = real(path, progress)
+    def observer_finishes_a_snapshot_meanwhile(path: Path, progress: Any, view: Any) -> Any:
+        document = real(path, progress, view)
         reads.append(1)
         if len(reads) == 1:
             (path / "services" / "n1" / "a.json").write_text(json.dumps({"status": "failed"}))
@@ -155,8 +155,8 @@ def test_a_world_that_never_holds_still_is_an_error(
     real = world_module._read_directory
     minute = iter(range(10, 60))
 
-    def observer_never_stops(path: Path, progress: Any) -> Any:
-        document = real(path, progress)
+    def observer_never_stops(path: Path, progress: Any, view: Any) -> Any:
+        document = real(path, progress, view)
         step = next(minute)
         # Sizes differ from write to write: file times are too coarse to tell quick writes apart.
         (path / "world.json").write_text(json.dumps(
