@@ -102,9 +102,9 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
     fired = []
     for row in rows:
         if not (type(row) is list and len(row) == FIELDS
-                and all(type(value) is str for value in row[:9]) and type(row[9]) is int
-                and type(row[10]) is str and type(row[11]) is bool
-                and (row[12] is None or type(row[12]) is str)):
+                and all(type(value) is str for value in row[:8]) and type(row[8]) is int
+                and type(row[9]) is str and type(row[10]) is bool
+                and (row[11] is None or type(row[11]) is str)):
             return None
         fired.append(Recommendation(Subject(row[0], row[1]), *row[2:]))
     return Remembered(fired, moment, until)
