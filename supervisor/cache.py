@@ -168,6 +168,13 @@ def write(path: Path | None, expected: str, entries: dict[str, Any]) -> None:
             os.unlink(temporary)
 
 
+def remove(path: Path | None) -> None:
+    """Removes a cache file no longer needed; one that cannot be removed simply stays."""
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def _encode(entries: dict[str, Any]) -> tuple[bytes, str]:
     """orjson reads a big cache several times faster than json. It cannot hold what it would
     read back differently (integers beyond 64 bits become floats, lone surrogates): then the

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import stat
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from supervisor.walk import Listing, Walked, follow, walk
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from pathlib import Path
 
     from supervisor.engine import Evaluation
     from supervisor.inputs import Inputs, Loaded
@@ -87,12 +89,18 @@ def known_stamp(path: str) -> Stamp | None:
 class Check:
     """The inputs as found now: their digest, and what was read to compute it.
 
-    Two cache files: a small summary (a hash of every file's stamp, and the digest it gave),
-    which is all an unchanged run reads; and every file's hash, for runs where some changed.
+    The digest hashes every directory's digest in turn, and each directory's digest hashes its
+    files' contents. Three kinds of cache file: a small summary (a hash of every file's stamp,
+    and the digest it gave), which is all an unchanged run reads; an index of the directories
+    (per directory, a hash of its files' names and stamps, when they were taken, and its
+    digest), which a run with changes reads; and per directory, its files' stamps and hashes,
+    read only for a directory whose stamps changed. A run where one file changed reads and
+    writes the records of one directory.
     """
 
     def __init__(self, inputs: Inputs, *, complete: bool = False) -> None:
-        """`complete`: keep every file's hash in memory, for `update` (a watching process)."""
+        """`complete`: keep every directory's place in the digest, for `update` (a watching
+        process)."""
         history = () if inputs.remediations is None else (inputs.remediations,)
         roots = [str(root) for root in (inputs.inventory, inputs.world, *inputs.rule_sources(),
                                         *history)]
@@ -100,23 +108,28 @@ class Check:
         self.reading = Reading()
         self._identity = cache.identity(None)
         self._summary_path = cache.cache_path("inputs", scope)
-        self._files_path = cache.cache_path("hashes", scope)
+        self._index_path = cache.cache_path("directories", scope)
         self.taken = cache.now_ns()
         self.changed = 0
         # The digest these files gave with the hashes recorded for them (`previous`), and the
         # files whose contents changed since (paths as walked): what memo.py needs to take up
-        # an evaluation of the inputs as they were. A file without a recorded hash counts as
-        # unchanged: if it is new, `previous` is the digest of no earlier inputs. Both None
-        # when a file cannot be read.
+        # an evaluation of the inputs as they were. Both None when that cannot be said (a
+        # file added, removed or unreadable in a directory that changed).
         self.previous: str | None = None
         self.changes: set[str] | None = None
         self.scope = scope
         self.options = ""
-        self._hashes: dict[str, dict[str, list[Any]]] = {}
+        # (root as given, directory relative to it) -> [stamps, taken, digest]: the index.
+        self._index: dict[tuple[str, str], list[Any]] = {}
+        self._recorded: dict[str, Any] = {}
+        # Each directory's files' [ino, mtime_ns, size, ctime_ns, hash, taken], where read.
+        self._files: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        self._new: set[tuple[str, str]] = set()  # directories whose files' records are new
         self._parts: list[str] = []
-        self._part: dict[str, int] = {}
+        self._part: dict[tuple[str, str], int] = {}
+        self._names: dict[tuple[str, str], list[str]] = {}
         self._moved: set[str] = set()
-        self._files: list[Walked] | None = None
+        self._walked_files: list[Walked] | None = None
         self._roots = [(base, os.path.realpath(base)) for base in roots]
 
         # A hundred thousand files: the collector is paused, since it would walk the growing
@@ -151,58 +164,82 @@ class Check:
             self.digest: str = summary["digest"]
             self.previous, self.changes = self.digest, set()
             return
-        recorded = cache.read(self._files_path, self._identity) or {}
-        # The digest hashes these parts in order; `update` replaces a few and hashes again.
+        self._recorded = cache.read(self._index_path, self._identity) or {}
         parts = [repr(options)]
-        self._part = {}
-        current = None
-        known: dict[str, Any] = {}
-        hashes: dict[str, list[Any]] = {}
-        racy = cache.RACY_NS
         changes: set[str] | None = set()
-        earlier_parts: dict[int, str] = {}  # where the recorded hashes give other parts
-        for base, relative, status, linked in self._walked():
+        earlier: dict[int, str] = {}  # where the recorded hashes give other parts
+        current = None
+        statuses, links = self._listing.statuses, set(self._listing.links)
+        for directory, stamped, newest_here in self._listing.by_directory():
+            if not directory.names:
+                continue
+            base = roots[directory.root]
             if base != current:
                 current = base
                 parts.append(f"\0root {base}\0")
-                earlier = recorded.get(base)
-                known = earlier if isinstance(earlier, dict) else {}
-                hashes = self._hashes[base] = {}
-            entry = recorded_entry = known.get(relative)
-            # Most files, inline: the stamp is the one recorded with the hash, and was trusted
-            # then (as `_hash` checks it).
-            if not (status is not None and type(entry) is list and len(entry) == 6
-                    and entry[0] == status.st_ino and entry[1] == status.st_mtime_ns
-                    and entry[2] == status.st_size and entry[3] == status.st_ctime_ns
-                    and type(entry[5]) is int and entry[5] - max(entry[1], entry[3]) > racy
-                    and type(entry[4]) is str):
-                seen = cache.stamp_from(status) if status is not None else None
-                entry = self._hash(base + relative, seen, linked, entry)
-            if complete:
-                self._part[base + relative] = len(parts)
-            if entry is not recorded_entry and changes is not None:
+            key = (base, directory.relative)
+            stamps_hex = stamped.hex()
+            recorded = _indexed(self._recorded, key)
+            if recorded is not None and recorded[0] == stamps_hex and cache.trusted(
+                    (0, newest_here, 0, newest_here), recorded[1]):
+                self._index[key] = recorded  # not a name or a stamp changed since
+                if complete:
+                    self._part[key], self._names[key] = len(parts), directory.names
+                parts.append(f"\0dir {directory.relative}\0{recorded[2]}")
+                continue
+            before = self._read_files(key) if recorded is not None else {}
+            files: dict[str, list[Any]] = {}
+            unreadable = False
+            for name, position in sorted(zip(directory.names, itertools.count(directory.first))):
+                found = statuses[position]
+                status = found if isinstance(found, os.stat_result) else None
+                relative = f"{directory.relative}/{name}" if name else directory.relative
+                entry = self._hash(base + relative, cache.stamp_from(status) if status else None,
+                                   position in links, before.get(name))
                 if entry is None:
-                    changes = None
-                elif (type(recorded_entry) is list and len(recorded_entry) == 6
-                        and type(recorded_entry[4]) is str and entry[4] != recorded_entry[4]):
+                    unreadable = True
+                    continue
+                files[name] = entry
+                earlier_entry = before.get(name)
+                if (changes is not None and earlier_entry is not None
+                        and earlier_entry[4] != entry[4]):
                     changes.add(base + relative)
-                    earlier_parts[len(parts)] = f"\0{relative}\0{recorded_entry[4]}"
-            parts.append(f"\0{relative}\0{entry[4] if entry else UNREADABLE}")
-            if entry is not None:
-                hashes[relative] = entry
+            if changes is not None and (unreadable or (recorded is not None
+                                                       and files.keys() != before.keys())):
+                changes = None
+            digest = _directory_digest(directory.names, files)
+            if recorded is not None and changes is not None:
+                digest_before = _directory_digest(directory.names, before)
+                earlier[len(parts)] = f"\0dir {directory.relative}\0{digest_before}"
+            self._index[key] = [stamps_hex, self.taken, digest]
+            self._files[key] = files
+            self._new.add(key)
+            if complete:
+                self._part[key], self._names[key] = len(parts), directory.names
+            parts.append(f"\0dir {directory.relative}\0{digest}")
         self._parts = parts
         self.digest = _digest(parts)
         if changes is not None:
             self.changes = changes
-            self.previous = _digest([earlier_parts.get(index, part)
+            self.previous = _digest([earlier.get(index, part)
                                      for index, part in enumerate(parts)]
-                                    ) if earlier_parts else self.digest
+                                    ) if earlier else self.digest
         self.changed += 1  # the summary, at least, is new
 
+    def _read_files(self, key: tuple[str, str]) -> dict[str, list[Any]]:
+        """A directory's files' records, as far as they are in the shape written here."""
+        recorded = cache.read(_files_path(self.scope, key), self._identity) or {}
+        files = recorded.get("files")
+        if not isinstance(files, dict):
+            return {}
+        return {name: entry for name, entry in files.items()
+                if type(entry) is list and len(entry) == 6 and type(entry[4]) is str
+                and all(type(number) is int for number in (*entry[:4], entry[5]))}
+
     def _walked(self) -> list[Walked]:
-        if self._files is None:
-            self._files = self._listing.walked()
-        return self._files
+        if self._walked_files is None:
+            self._walked_files = self._listing.walked()
+        return self._walked_files
 
     def update(self, changed: set[str]) -> bool:
         """Takes in the files at `changed` (real paths, as a watcher reports them) without
@@ -215,16 +252,29 @@ class Check:
             if place is None:
                 return False
             base, relative = place
-            entry = self._hashes.get(base, {}).get(relative)
+            folder, _, name = relative.rpartition("/")
+            key = (base, folder)
+            files = self._files.get(key)
+            if files is None and key in self._part:
+                # The directory was unchanged at the walk: its records, if they still give
+                # its digest.
+                files = self._read_files(key)
+                if _directory_digest(self._names[key], files) != self._index[key][2]:
+                    return False
+                self._files[key] = files
+            entry = files.get(name) if files is not None else None
             path = base + relative if relative else base
             stamp, linked = _stamp(path)
-            if entry is None or stamp is None or linked:
+            if files is None or entry is None or stamp is None or linked:
                 return False
             fresh = self._hash(path, stamp, False, entry)
             if fresh is None:
                 return False
-            self._hashes[base][relative] = fresh
-            self._parts[self._part[path]] = f"\0{relative}\0{fresh[4]}"
+            files[name] = fresh
+            digest = _directory_digest(self._names[key], files)
+            self._index[key] = [self._index[key][0], self.taken, digest]
+            self._new.add(key)
+            self._parts[self._part[key]] = f"\0dir {folder}\0{digest}"
         self.digest = _digest(self._parts)
         return True
 
@@ -281,12 +331,46 @@ class Check:
         return [*fresh, f"{len(data)}\0{hashlib.sha256(data).hexdigest()}", self.taken]
 
     def save(self) -> None:
-        """Records the hashes for the next run, if anything changed."""
+        """Records the hashes for the next run, if anything changed: each changed directory's
+        files first, then the index, then the summary (a run stopped in between finds records
+        that its stamps do not match, and reads again)."""
         if not self.changed:
             return
-        cache.write(self._files_path, self._identity, self._hashes)
+        for key in sorted(self._new):
+            cache.write(_files_path(self.scope, key), self._identity,
+                        {"files": self._files[key]})
+        index: dict[str, dict[str, list[Any]]] = {}
+        for (base, relative), record in self._index.items():
+            index.setdefault(base, {})[relative] = record
+        cache.write(self._index_path, self._identity, index)
+        # Directories no longer there: their records go.
+        for base, directories in self._recorded.items():
+            if isinstance(directories, dict):
+                for relative in directories:
+                    if (base, relative) not in self._index:
+                        cache.remove(_files_path(self.scope, (base, relative)))
         cache.write(self._summary_path, self._identity,
                     {"stamps": self._stamps, "digest": self.digest, "taken": self.taken})
+
+
+def _indexed(recorded: dict[str, Any], key: tuple[str, str]) -> list[Any] | None:
+    """A directory's [stamps, taken, digest] in the index, if in the shape written here."""
+    directories = recorded.get(key[0])
+    entry = directories.get(key[1]) if isinstance(directories, dict) else None
+    if (type(entry) is list and len(entry) == 3 and type(entry[0]) is str
+            and type(entry[1]) is int and type(entry[2]) is str):
+        return entry
+    return None
+
+
+def _files_path(scope: str, key: tuple[str, str]) -> Path | None:
+    return cache.cache_path("hashes", f"{scope}\0{key[0]}\0{key[1]}")
+
+
+def _directory_digest(names: list[str], files: dict[str, list[Any]]) -> str:
+    """The digest of a directory's files (`names`, with their records in `files`)."""
+    return _digest([f"\0{name}\0{files[name][4] if name in files else UNREADABLE}"
+                    for name in sorted(names)])
 
 
 class Source(Protocol):

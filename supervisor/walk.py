@@ -10,6 +10,7 @@ is the directories' own, which is stable while they are unchanged; `Listing.walk
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 import os
@@ -79,6 +80,28 @@ class Listing:
         digest.update(numbers.tobytes())
         digest.update(array("q", self.links).tobytes())
         return digest.digest(), max(numbers[3::4], default=0)
+
+    def by_directory(self) -> list[tuple[Directory, bytes, int]]:
+        """Each directory (or file root) with a hash of its files' names and stamps, and the
+        newest mtime or ctime among them; in the order `walked` gives the files."""
+        import hashlib
+
+        links = self.links
+        found = []
+        for directory in self.directories:
+            names, first = directory.names, directory.first
+            end = first + len(names)
+            numbers = array("q", itertools.chain.from_iterable(
+                map(_STAMP, self.statuses[first:end])))
+            linked = array("q", (link - first for link in links[
+                bisect.bisect_left(links, first):bisect.bisect_left(links, end)]))
+            digest = hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape"))
+            digest.update(numbers.tobytes())
+            digest.update(linked.tobytes())
+            found.append((directory, digest.digest(),
+                          max(max(numbers[1::4], default=0), max(numbers[3::4], default=0))))
+        found.sort(key=lambda entry: (entry[0].root, entry[0].relative.split("/")))
+        return found
 
     def walked(self) -> list[Walked]:
         """Every file, in a stable order (a directory's files in name order, then its
