@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from support.scenarios import FIXTURES
 
 from supervisor import cache
 from supervisor.inputs import Inputs
-from supervisor.manifest import Check
+from supervisor.manifest import Check, _files_path
 from supervisor.transitions import Paths, run_once
+from supervisor.walk import Listing
 
 NOW = "2026-11-26T10:01:00Z"
 
@@ -123,3 +125,112 @@ def test_an_unchanged_run_is_skipped_and_a_changed_one_is_not(lab: Path) -> None
     assert run_once(inputs(lab), paths(lab)).skipped
     record(lab).write_text(record(lab).read_text().replace('"status"', '"status" '))
     assert not run_once(inputs(lab), paths(lab)).skipped
+
+
+# The digest by directory: a run where a few files changed reads and writes the records of
+# their directories only, and the digest is the one every file read afresh gives.
+
+
+def fresh_digest(lab: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    with monkeypatch.context() as patch:
+        patch.setenv("SUPERVISOR_CACHE", "off")
+        return Check(inputs(lab)).digest
+
+
+def test_the_digest_follows_random_changes_as_a_fresh_one_does(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    world = lab / "world"
+    for step in range(40):
+        files = sorted(path for path in lab.rglob("*") if path.is_file())
+        kind = rng.choice(["edit", "edit", "touch", "add", "remove", "directory", "link",
+                           "unreadable"])
+        target = rng.choice(files)
+        if kind == "edit":
+            target.write_text(target.read_text() + " ")
+        elif kind == "touch":
+            os.utime(target, ns=(step, step))
+        elif kind == "add":
+            (target.parent / f"new{step}.json").write_text("{}")
+        elif kind == "remove":
+            target.unlink()
+        elif kind == "directory":
+            folder = world / "services" / f"node{step}"
+            if rng.random() < 0.5 and (world / "services").exists():
+                for old in sorted((world / "services").iterdir())[:1]:
+                    shutil.rmtree(old)
+            folder.mkdir(parents=True)
+            (folder / "web.json").write_text('{"status": "ok"}')
+        elif kind == "link":
+            (target.parent / f"link{step}.json").symlink_to(target)
+        else:
+            target.chmod(0)
+        found = check(lab)
+        assert found.digest == fresh_digest(lab, monkeypatch), (step, kind, target)
+        assert check(lab).digest == found.digest
+
+
+def hashes_files() -> dict[str, int]:
+    folder = Path(os.environ["SUPERVISOR_CACHE_DIR"])
+    return {path.name: path.stat().st_mtime_ns for path in folder.glob("hashes-*.json")}
+
+
+def test_only_a_changed_directorys_records_are_written_again(lab: Path) -> None:
+    check(lab)
+    before = hashes_files()
+    assert len(before) > 3  # one per directory with files
+    record(lab).write_text(record(lab).read_text().replace('"status"', '"status" '))
+    again = check(lab)
+    after = hashes_files()
+    assert after.keys() == before.keys()
+    assert [name for name in after if after[name] != before[name]] == [
+        _files_path(again.scope, (str(lab / "world"), "/services/media01")).name]
+
+
+def test_a_removed_directorys_records_go(lab: Path) -> None:
+    check(lab)
+    before = hashes_files()
+    shutil.rmtree(lab / "world" / "services" / "media01")
+    check(lab)
+    assert len(hashes_files()) == len(before) - 1
+
+
+def test_damaged_records_of_a_directory_are_read_again(lab: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    first = check(lab)
+    path = _files_path(first.scope, (str(lab / "world"), "/services/media01"))
+    assert path is not None
+    path.write_text(path.read_text().replace("0", "1"))  # its checksum no longer holds
+    record(lab).write_text(record(lab).read_text().replace('"status"', '"status" '))
+    again = check(lab)
+    assert again.digest == fresh_digest(lab, monkeypatch)
+    assert again.changes is None  # what changed in that directory cannot be said
+
+
+def test_a_directory_listed_as_before_within_the_clocks_grain_is_read_again(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A rewrite within the grain of the file system's clock can leave every stamp as it was:
+    # here the stamps are made to look unchanged, and only the grain tells.
+    real = Listing.by_directory
+    monkeypatch.setattr(Listing, "by_directory", lambda self: [
+        (directory, b"as before", newest) for directory, _, newest in real(self)])
+    check(lab)
+    record(lab).write_text(record(lab).read_text().replace('"status"', '"status" '))
+    monkeypatch.setattr(cache, "RACY_NS", 10**18)  # every stamp within the grain
+    assert check(lab).digest == fresh_digest(lab, monkeypatch)
+
+
+def test_a_watching_check_takes_in_a_change_only_from_records_that_give_the_digest(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check(lab)
+    kept = Check(inputs(lab), complete=True)  # every directory as recorded: none read
+    path = _files_path(kept.scope, (str(lab / "world"), "/services/media01"))
+    identity = cache.identity(None)
+    recorded = cache.read(path, identity)
+    assert recorded is not None and len(recorded["files"]) > 1
+    other = next(name for name in sorted(recorded["files"]) if name != record(lab).name)
+    recorded["files"][other][4] = "0\0not what it holds"  # records from another moment
+    cache.write(path, identity, recorded)
+    record(lab).write_text(record(lab).read_text().replace('"status"', '"status" '))
+    taken_in = kept.update({os.path.realpath(record(lab))})
+    assert not taken_in or kept.digest == fresh_digest(lab, monkeypatch)
