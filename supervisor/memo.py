@@ -32,7 +32,14 @@ if TYPE_CHECKING:
     from supervisor.inputs import Inputs, Loaded
     from supervisor.manifest import Check
 
-FIELDS = len(Recommendation._fields) + 1  # the subject's kind and id in two columns
+# A row per recommendation: the subject's kind and id, then every other field, of these types.
+_TYPES: dict[str, tuple[type, ...]] = {
+    "condition": (str,), "event": (str,), "action": (str,), "severity": (str,), "rule": (str,),
+    "reason": (str,), "order": (int,), "summary": (str,), "freezes_resolution": (bool,),
+    "maintenance": (str, type(None)),
+}
+COLUMNS = [(str,), (str,), *(_TYPES[field] for field in Recommendation._fields[1:])]
+FIELDS = len(COLUMNS)
 
 
 class Remembered:
@@ -102,9 +109,7 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
     fired = []
     for row in rows:
         if not (type(row) is list and len(row) == FIELDS
-                and all(type(value) is str for value in row[:8]) and type(row[8]) is int
-                and type(row[9]) is str and type(row[10]) is bool
-                and (row[11] is None or type(row[11]) is str)):
+                and all(type(value) in types for value, types in zip(row, COLUMNS, strict=True))):
             return None
         fired.append(Recommendation(Subject(row[0], row[1]), *row[2:]))
     return Remembered(fired, moment, until)
