@@ -138,3 +138,26 @@ def test_explain_says_at_the_top_what_overruled_the_subject(cli: CliRunner) -> N
         "  overruled  redeploy (service-unhealthy), by node-offline on lab01",
         "    which recommends failover_review: lab01 is offline, last seen 2026-11-26T09:20:00Z",
     ]
+
+
+def test_text_str_isprintable_passes_holds_nothing_to_escape() -> None:
+    # The pattern is compiled only for text `str.isprintable` refuses: that shortcut must never
+    # let through a character the pattern escapes.
+    from supervisor import terminal
+
+    pattern = re.compile(terminal._CONTROLS)
+    escaped = [chr(code) for code in range(0x110000) if pattern.match(chr(code))]
+    assert len(escaped) == 32 + 33 + 2 + 5 + 4
+    for character in escaped:
+        assert not character.isprintable()
+        assert terminal.printable(f"a{character}b") != f"a{character}b"
+
+
+def test_a_table_of_plain_text_compiles_no_pattern(scenario: ScenarioFactory) -> None:
+    from supervisor import terminal
+
+    root = scenario({"n1": "services:\n  app: {}\n"}, services={"n1/app": {"status": "failed"}})
+    terminal._control.cache_clear()
+    result = CliRunner().invoke(app, ["eval", str(root)])
+    assert "n1/app" in result.output
+    assert terminal._control.cache_info().currsize == 0
