@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from supervisor import cache
 from supervisor.cache import Stamp
-from supervisor.walk import Listing, Walked, follow, walk
+from supervisor.walk import Directory, Listing, follow, walk
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -40,7 +40,6 @@ class Reading:
     """One run's reads so far: the stamps the walk saw and the bytes it had to read."""
 
     def __init__(self) -> None:
-        self.stamps: dict[str, Stamp] = {}
         self.read: dict[str, tuple[os.stat_result, bytes]] = {}
         # The walk itself, for loaders that take whole directories from it (world.py): when it
         # began (a stamp it saw vouches for a file no later than that), and the files taken in
@@ -48,9 +47,42 @@ class Reading:
         self.listing: Listing | None = None
         self.taken = 0
         self.moved: frozenset[str] = frozenset()
+        # The walk's directories by path, and their files' places, as loaders ask: the few
+        # files loaders stat (the inventory, the rules) need no index of every file.
+        self._directories: dict[str, Directory] | None = None
+        self._places: dict[str, dict[str, int]] = {}
+        self._links: set[int] = set()
 
     def take(self, path: str) -> tuple[os.stat_result, bytes] | None:
         return self.read.pop(path, None)
+
+    def seen(self, path: str) -> Stamp | None:
+        """The stamp the walk saw for the regular file at `path`; None where it saw none (no
+        such file, a link, a file taken in since): then it is stat'ed again."""
+        listing = self.listing
+        if listing is None or path in self.moved:
+            return None
+        if self._directories is None:
+            self._directories = {listing.roots[directory.root] + directory.relative: directory
+                                 for directory in listing.directories}
+            self._links = set(listing.links)
+        folder, _, name = path.rpartition("/")
+        directory = self._directories.get(folder)
+        if directory is None:
+            directory, folder, name = self._directories.get(path), path, ""  # a file root
+            if directory is None or directory.names != [""]:
+                return None
+        places = self._places.get(folder)
+        if places is None:
+            places = self._places[folder] = {entry: directory.first + index
+                                             for index, entry in enumerate(directory.names)}
+        position = places.get(name)
+        if position is None or position in self._links:
+            return None
+        status = listing.statuses[position]
+        if not isinstance(status, os.stat_result):
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns
 
 
 _CURRENT: ContextVar[Reading | None] = ContextVar("reading", default=None)
@@ -81,9 +113,8 @@ def walked() -> Reading | None:
 def known_stamp(path: str) -> Stamp | None:
     """The stamp this run's walk saw for `path`, else a fresh one."""
     current = _CURRENT.get()
-    if current is not None and path in current.stamps:
-        return current.stamps[path]
-    return cache.stamp_of(path)
+    found = current.seen(path) if current is not None else None
+    return found if found is not None else cache.stamp_of(path)
 
 
 class Check:
@@ -129,7 +160,6 @@ class Check:
         self._part: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[str, str], list[str]] = {}
         self._moved: set[str] = set()
-        self._walked_files: list[Walked] | None = None
         self._roots = [(base, os.path.realpath(base)) for base in roots]
 
         # A hundred thousand files: the collector is paused, since it would walk the growing
@@ -236,11 +266,6 @@ class Check:
                 if type(entry) is list and len(entry) == 6 and type(entry[4]) is str
                 and all(type(number) is int for number in (*entry[:4], entry[5]))}
 
-    def _walked(self) -> list[Walked]:
-        if self._walked_files is None:
-            self._walked_files = self._listing.walked()
-        return self._walked_files
-
     def update(self, changed: set[str]) -> bool:
         """Takes in the files at `changed` (real paths, as a watcher reports them) without
         walking everything again; False if that cannot be done (a file added, removed or not
@@ -293,15 +318,9 @@ class Check:
 
     def for_loaders(self) -> Reading:
         """What the loaders may take instead of reading and stat'ing again."""
-        stamps = self.reading.stamps
         self.reading.listing, self.reading.taken = self._listing, self.taken
+        # Files taken in since the walk (`update`) have newer stamps: stat'ed again.
         self.reading.moved = frozenset(self._moved)
-        for base, relative, status, linked in self._walked():
-            path = base + relative
-            # Files taken in since the walk (`update`) have newer stamps: stat'ed again.
-            if status is not None and not linked and path not in self._moved:
-                stamps[path] = (status.st_ino, status.st_mtime_ns, status.st_size,
-                                status.st_ctime_ns)
         return self.reading
 
     def _hash(self, path: str, stamp: Stamp | None, linked: bool, entry: Any) -> list[Any] | None:

@@ -14,9 +14,9 @@ from support.scenarios import FIXTURES
 
 from supervisor import cache
 from supervisor.inputs import Inputs
-from supervisor.manifest import Check, _files_path
+from supervisor.manifest import Check, Reading, _files_path, known_stamp, reading
 from supervisor.transitions import Paths, run_once
-from supervisor.walk import Listing
+from supervisor.walk import Listing, walk
 
 NOW = "2026-11-26T10:01:00Z"
 
@@ -234,3 +234,27 @@ def test_a_watching_check_takes_in_a_change_only_from_records_that_give_the_dige
     record(lab).write_text(record(lab).read_text().replace('"status"', '"status" '))
     taken_in = kept.update({os.path.realpath(record(lab))})
     assert not taken_in or kept.digest == fresh_digest(lab, monkeypatch)
+
+
+def test_loaders_take_the_walks_stamps_for_what_it_saw_as_regular_files(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "file.yaml").write_text("x")
+    (tree / "a" / "link.yaml").symlink_to(tree / "a" / "file.yaml")
+    os.mkfifo(tree / "a" / "fifo")
+    (tmp_path / "root.yaml").write_text("y")
+    found = Reading()
+    found.listing = walk([str(tree), str(tmp_path / "root.yaml")])
+
+    def stamp(path: Path) -> tuple[int, ...]:
+        status = path.stat()
+        return status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns
+
+    assert found.seen(str(tree / "a" / "file.yaml")) == stamp(tree / "a" / "file.yaml")
+    assert found.seen(str(tmp_path / "root.yaml")) == stamp(tmp_path / "root.yaml")
+    for unseen in ("a/link.yaml", "a/fifo", "a/missing.yaml", "a", "b/file.yaml"):
+        assert found.seen(str(tree / unseen)) is None, unseen
+    found.moved = frozenset({str(tree / "a" / "file.yaml")})  # taken in since the walk
+    assert found.seen(str(tree / "a" / "file.yaml")) is None
+    with reading(found):
+        assert known_stamp(str(tree / "a" / "file.yaml")) == stamp(tree / "a" / "file.yaml")
