@@ -420,11 +420,18 @@ class Fresh:
         assert self._check is not None, "fingerprint first"
         # Loaded with the collector paused, the evaluation's millions of objects would all be
         # walked by its first pass afterwards (half a second at 100,000 services, freeing
-        # nothing): frozen, they are left out. The last run's, no longer used, go back to it.
+        # nothing): frozen before it resumes, they are left out. The last run's, no longer
+        # used, go back to it.
         gc.unfreeze()
-        with reading(self._check.for_loaders()):
-            loaded, evaluation, self.resumed = memo.evaluate(inputs, now, self._check)
-        gc.freeze()
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            with reading(self._check.for_loaders()):
+                loaded, evaluation, self.resumed = memo.evaluate(inputs, now, self._check)
+            gc.freeze()
+        finally:
+            if paused:
+                gc.enable()
         return loaded, evaluation
 
 
