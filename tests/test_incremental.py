@@ -342,3 +342,26 @@ def test_a_partial_evaluation_keeps_the_limits_in_force(
     kept.fingerprint(inputs)
     with pytest.raises(RuleError):
         kept.evaluate(inputs, now)
+
+
+def test_a_run_alone_freezes_its_evaluation_before_the_collector_resumes(
+        generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs, now = settled_copy(generated, tmp_path, monkeypatch)
+    gc.unfreeze()
+    source = Fresh()
+    source.fingerprint(inputs)
+    passes: list[int] = []
+
+    def counted(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(counted)
+    try:
+        loaded, _ = source.evaluate(inputs, now)
+    finally:
+        gc.callbacks.remove(counted)
+    assert passes == []  # the collector walked none of it
+    subjects = loaded.state.subjects
+    assert gc.is_tracked(subjects)
+    assert not any(tracked is subjects for tracked in gc.get_objects())  # frozen
