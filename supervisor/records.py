@@ -86,8 +86,9 @@ def walk_view(base: str) -> View | None:
     inside = base + "/"
     if any(path == base or path.startswith(inside) for path in listing.unlisted):
         return None
-    directories = [directory for directory in listing.directories if directory.root == root]
-    parents = {directory.relative.rpartition("/")[0] for directory in directories
+    directories = [(index, directory) for index, directory in enumerate(listing.directories)
+                   if directory.root == root]
+    parents = {directory.relative.rpartition("/")[0] for _, directory in directories
                if directory.relative}
     stale = {os.path.dirname(path)[len(base):] for path in reading.moved
              if path.startswith(inside)}
@@ -95,7 +96,7 @@ def walk_view(base: str) -> View | None:
     statuses = listing.statuses
     scans: dict[str, Scan] = {}
     world: os.stat_result | None = None
-    for _, relative, names, first in directories:
+    for index, (_, relative, names, first) in directories:
         end = first + len(names)
         linked = bool(links) and not links.isdisjoint(range(first, end))
         if relative == "":
@@ -107,7 +108,10 @@ def walk_view(base: str) -> View | None:
             continue
         if linked or relative in parents or relative in stale:
             continue
-        scans[relative] = Scan(names, packed(statuses[first:end]), True)
+        numbers = listing.packed.get(index)  # packed already by the digest check
+        if numbers is None:
+            numbers = packed(statuses[first:end])
+        scans[relative] = Scan(names, numbers, True)
     return View(scans, reading.taken, world)
 
 

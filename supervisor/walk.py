@@ -61,6 +61,9 @@ class Listing:
         # Directories found but not listed (unreadable, or gone meanwhile): a loader taking its
         # listings from here must not take them as empty.
         self.unlisted: list[str] = []
+        # Each directory's stamps, packed, by its place in `directories`, once `by_directory`
+        # has packed them: the world's loader compares them with its cache (records.py).
+        self.packed: dict[int, array[int]] = {}
 
     def stamps(self) -> tuple[bytes, int]:
         """A hash of every file's path and stamp, and the newest ctime of a regular file (any
@@ -88,10 +91,10 @@ class Listing:
 
         links = self.links
         found = []
-        for directory in self.directories:
+        for index, directory in enumerate(self.directories):
             names, first = directory.names, directory.first
             end = first + len(names)
-            numbers = array("q", itertools.chain.from_iterable(
+            numbers = self.packed[index] = array("q", itertools.chain.from_iterable(
                 map(_STAMP, self.statuses[first:end])))
             linked = array("q", (link - first for link in links[
                 bisect.bisect_left(links, first):bisect.bisect_left(links, end)]))

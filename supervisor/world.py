@@ -97,7 +97,7 @@ def _read_consistently(path: Path, progress: Progress | None) -> World:
                 raise
             continue  # a record vanished or was half-written by a snapshot in progress
         if _stamp(path) == before:
-            return _assemble(document)
+            return _assemble(document, chronological=True)
     raise InputError([Problem(str(path / "world.json"), message=f"changed while the world was "
                               f"read, {READ_ATTEMPTS} times; is the observer writing "
                               "continuously?")])
@@ -168,9 +168,10 @@ def _read_directory(root: Path, progress: Progress | None,
         return scan, files
 
     def read(relative: str, scan: records.Scan | None, files: list[tuple[str, str]],
-             definition: str, prefix: str, what: str | None) -> dict[str, Any]:
+             definition: str, prefix: str, what: str | None, when: str | None = None
+             ) -> dict[str, Any]:
         """The records of `files` in the directory at `relative`, by key, each from the cache
-        if its stamp vouches for it."""
+        if its stamp vouches for it; in time order by their field `when`, if given."""
         found: dict[str, Any] = {}
         clean = True
         positions = ({name: position for position, name in enumerate(scan.names)}
@@ -192,17 +193,23 @@ def _read_directory(root: Path, progress: Progress | None,
                     clean = False
                     continue
             found[key] = value
+        if when is not None:
+            # Kept in this order, a directory taken whole needs no sorting again: 30,000
+            # deployments and incidents cost 50 ms to sort, for each run.
+            keys = {id(value): key for key, value in found.items()}
+            found = {keys[id(value)]: value for value in _chronological(list(found.values()),
+                                                                       when)}
         if scan is not None:
             kept.keep(relative, scan, found, clean)
         return found
 
-    def directory(relative: str, definition: str, prefix: str, what: str | None
-                  ) -> dict[str, Any]:
+    def directory(relative: str, definition: str, prefix: str, what: str | None,
+                  when: str | None = None) -> dict[str, Any]:
         scan, listing = listed(relative)
         if isinstance(listing, dict):
             counted(len(listing))
             return listing
-        return read(relative, scan, listing, definition, prefix, what)
+        return read(relative, scan, listing, definition, prefix, what, when)
 
     document: dict[str, Any] = {"nodes": {}, "services": {}, "deployments": [], "incidents": []}
     counted(1)
@@ -232,8 +239,9 @@ def _read_directory(root: Path, progress: Progress | None,
         else:  # its records are not read, but their names are still checked
             for stem, path in listing:
                 named(stem, path, "service")
-    for kind, definition in (("deployments", "deployment"), ("incidents", "incident")):
-        document[kind].extend(directory(f"/{kind}", definition, "", None).values())
+    for kind, definition, when in (("deployments", "deployment", "started_at"),
+                                   ("incidents", "incident", "opened_at")):
+        document[kind].extend(directory(f"/{kind}", definition, "", None, when).values())
     kept.save()
     raise_if(problems)
     return document
@@ -354,14 +362,16 @@ def _json_files(directory: str, problems: list[Problem]) -> list[tuple[str, str]
             if name.endswith(".json")]
 
 
-def _assemble(document: dict[str, Any]) -> World:
+def _assemble(document: dict[str, Any], *, chronological: bool = False) -> World:
+    """`chronological`: the deployments and incidents are in time order already."""
+    in_order = (lambda records, _: records) if chronological else _chronological
     return World(
         observed_at=parse_time(document["observed_at"]),
         observer=document.get("observer") or {},
         nodes=_sorted_by_key(document.get("nodes", {})),
         services=_sorted_by_key(document.get("services", {})),
-        deployments=_chronological(document.get("deployments", []), "started_at"),
-        incidents=_chronological(document.get("incidents", []), "opened_at"),
+        deployments=in_order(document.get("deployments", []), "started_at"),
+        incidents=in_order(document.get("incidents", []), "opened_at"),
     )
 
 

@@ -70,6 +70,16 @@ def _loaded(lab: Path) -> World | str:
         return str(error)
 
 
+def in_time_order(found: World | str) -> bool:
+    """Deployments and incidents by time, then id (the generated ones have no ties)."""
+    if isinstance(found, str):
+        return True
+    return (found.deployments == sorted(found.deployments,
+                                        key=lambda record: (record["started_at"], record["id"]))
+            and found.incidents == sorted(found.incidents,
+                                          key=lambda record: (record["opened_at"], record["id"])))
+
+
 def no_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records read from now on (none, when the cache gives them all)."""
     read: list[str] = []
@@ -141,6 +151,13 @@ def add_deployment(lab: Path) -> None:
         "started_at": "2026-11-26T09:00:00Z", "finished_at": "2026-11-26T09:01:00Z"}))
 
 
+def add_deployment_out_of_name_order(lab: Path) -> None:
+    """Listed first, started last: kept in time order, not in the directory's."""
+    (lab / "world" / "deployments" / "000.json").write_text(json.dumps({
+        "id": "000", "service": "node0001/svc0001", "status": "succeeded",
+        "started_at": "2026-11-26T09:59:00Z", "finished_at": "2026-11-26T09:59:30Z"}))
+
+
 def hidden_temporary(lab: Path) -> None:
     (services(lab)[0].parent / ".svc.json.tmp").write_text("{half a record")
 
@@ -170,6 +187,7 @@ CHANGES: dict[str, Callable[[Path], None]] = {
     "node directory removed": remove_node_directory,
     "node directories swapped": swap_node_directories,
     "deployment added": add_deployment,
+    "deployment added out of name order": add_deployment_out_of_name_order,
     "world.json rewritten": lambda lab: (lab / "world" / "world.json").write_text(json.dumps(
         {"observed_at": "2026-11-26T10:00:30Z", "observer": {"name": "other"}})),
     "hidden temporary": hidden_temporary,
@@ -191,6 +209,7 @@ def test_a_change_loads_what_a_load_without_the_cache_does(
     assert load(lab) == unchanged and read == []  # all of it from the cache
     CHANGES[change](lab)
     expected = cold(lab, monkeypatch)
+    assert in_time_order(expected)
     assert load(lab) == expected
     assert load(lab) == expected  # and again, from what that run kept
 
