@@ -138,9 +138,65 @@ def _placeholders(text: str) -> tuple[list[str], list[tuple[int, str]], list[str
 
 def compile_known(text: str, known_functions: set[str], compiled: dict[str, Any]
              ) -> tuple[Any, list[str]]:
-    """`compile_expression`, or the AST the expression compiled to before (see `_compiled`)."""
+    """`compile_expression`, or the AST the expression compiled to before (see `_compiled`),
+    where it is one the parser could have made: the cache holds data only, and a damaged or
+    edited one could hold anything."""
     ast = compiled.get(text)
-    return (ast, []) if ast is not None else compile_expression(text, known_functions)
+    if ast is not None and well_formed(ast, known_functions):
+        return ast, []
+    return compile_expression(text, known_functions)
+
+
+# Every kind of node jmespath's parser makes: how many children (None: any number), and the
+# types its value may have (None: it has none; "any": a literal's, from JSON).
+_NODES: dict[str, tuple[int | None, tuple[type, ...] | str | None]] = {
+    "and_expression": (2, None), "current": (0, None), "expref": (1, None),
+    "field": (0, (str,)), "filter_projection": (3, None), "flatten": (1, None),
+    "function_expression": (None, (str,)), "identity": (0, None), "index": (0, (int,)),
+    "index_expression": (None, None), "key_val_pair": (1, (str,)), "literal": (0, "any"),
+    "multi_select_dict": (None, None), "multi_select_list": (None, None),
+    "not_expression": (1, None), "or_expression": (2, None), "pipe": (2, None),
+    "projection": (2, None), "subexpression": (None, None), "value_projection": (2, None),
+    "comparator": (2, (str,)),
+}
+_COMPARATORS = frozenset({"eq", "ne", "lt", "gt", "lte", "gte"})
+
+
+def well_formed(ast: Any, known_functions: set[str]) -> bool:
+    """Whether `ast` has the shape of one jmespath's parser makes, within the depth (each node
+    is two levels of `_depth`) and the functions `compile_expression` allows."""
+    pending = [(ast, 1)]
+    while pending:
+        node, level = pending.pop()
+        if type(node) is not dict or level > MAX_EXPRESSION_DEPTH // 2:
+            return False
+        kind, children = node.get("type"), node.get("children")
+        if type(kind) is not str or type(children) is not list:
+            return False
+        if kind == "slice":  # its children are the bounds and the step, whole numbers
+            if len(node) != 2 or len(children) != 3 or not all(
+                    bound is None or type(bound) is int for bound in children):
+                return False
+            continue
+        shape = _NODES.get(kind)
+        if shape is None:
+            return False
+        count, types = shape
+        if count is not None and len(children) != count:
+            return False
+        if types is None:
+            wrong = len(node) != 2
+        else:
+            value = node.get("value", _NODES)  # the table itself: no value could be it
+            wrong = (len(node) != 3 or value is _NODES
+                     or (types != "any" and type(value) not in types)
+                     or (kind == "comparator" and value not in _COMPARATORS)
+                     or (kind == "function_expression" and value not in known_functions))
+        if wrong or (kind == "multi_select_dict" and not all(
+                type(child) is dict and child.get("type") == "key_val_pair" for child in children)):
+            return False
+        pending.extend((child, level + 1) for child in children)
+    return True
 
 
 def compile_template(text: str, known_functions: set[str],

@@ -223,3 +223,65 @@ def test_the_dependency_checks_run_again_only_when_a_file_changed(
     assert code == 2 and "depends on" in output and "which no node declares" in output
     assert len(runs) == 3
     assert evaluate(lab) == (code, output) and len(runs) == 4  # a failed check is not kept
+
+
+EVERY_KIND = [  # between them, every kind of node the parser makes
+    "a.b.c", "a[0]", "a[1:3:1]", "a[*].b", "a.*", "a[]", "a[?b == `1`].c", "@", "`{\"x\": 1}`",
+    "{x: a, y: b}", "[a, b]", "a || b", "a && !b", "a | b", "length(a)", "sort_by(a, &b)",
+    "a[?b < `2`] | [0]", "a[?b >= c]",
+]
+
+MISSHAPEN = [
+    {"type": "nonsense", "children": []},
+    {"type": "field", "children": []},  # no name
+    {"type": "field", "children": [], "value": 7},
+    {"type": "field", "children": [{"type": "current", "children": []}], "value": "a"},
+    {"type": "field", "children": [], "value": "a", "extra": 1},
+    {"type": "comparator", "children": [{"type": "current", "children": []}] * 2,
+     "value": "like"},
+    {"type": "pipe", "children": [{"type": "current", "children": []}]},
+    {"type": "slice", "children": [0, "end", None]},
+    {"type": "multi_select_dict", "children": [{"type": "current", "children": []}]},
+    {"type": "function_expression", "children": [], "value": "system"},
+    {"type": "index_expression", "children": "ab"},
+    ["not", "a", "node"],
+]
+
+
+def test_every_ast_the_parser_makes_passes_for_one_it_could_make() -> None:
+    from supervisor.expressions import compile_expression, well_formed
+    from supervisor.functions import function_names
+
+    known = set(function_names())
+    for text in EVERY_KIND:
+        ast, problems = compile_expression(text, known)
+        assert not problems and well_formed(ast, known), text
+    for misshapen in MISSHAPEN:
+        assert not well_formed(misshapen, known), misshapen
+    deep: dict[str, Any] = {"type": "current", "children": []}
+    for _ in range(200):
+        deep = {"type": "not_expression", "children": [deep]}
+    assert not well_formed(deep, known)
+
+
+def test_a_cache_holding_an_ast_the_parser_could_not_make_is_parsed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
+    import zlib
+
+    import orjson
+
+    lab = tmp_path / "homelab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    expected = cold(lab, monkeypatch)
+    assert evaluate(lab) == expected  # fills the cache, ASTs and all
+    (path,) = Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("rules-*.json")
+    header, _, body = path.read_bytes().partition(b"\n")
+    entries = orjson.loads(body)
+    for entry in entries["files"].values():
+        asts = entry[5][1]
+        for text, misshapen in zip(sorted(asts), MISSHAPEN[:-1] * 10, strict=False):
+            asts[text] = misshapen
+    body = orjson.dumps(entries)
+    meta = {**json.loads(header), "crc32": zlib.crc32(body)}  # as if written by the program
+    path.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+    assert evaluate(lab) == expected
