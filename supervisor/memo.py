@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 _TYPES: dict[str, tuple[type, ...]] = {
     "condition": (str,), "event": (str,), "action": (str,), "severity": (str,), "rule": (str,),
     "reason": (str,), "order": (int,), "summary": (str,), "freezes_resolution": (bool,),
-    "maintenance": (str, type(None)),
+    "maintenance": (type(None), str),
 }
 COLUMNS = [(str,), (str,), *(_TYPES[field] for field in Recommendation._fields[1:])]
 FIELDS = len(COLUMNS)
+_USUAL = tuple(types[0] for types in COLUMNS)  # most rows: checked at once
 
 
 class Remembered:
@@ -108,8 +109,9 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
         return None
     fired = []
     for row in rows:
-        if not (type(row) is list and len(row) == FIELDS
-                and all(type(value) in types for value, types in zip(row, COLUMNS, strict=True))):
+        if not (type(row) is list and len(row) == FIELDS and (
+                tuple(map(type, row)) == _USUAL
+                or all(type(value) in types for value, types in zip(row, COLUMNS, strict=True)))):
             return None
         fired.append(Recommendation(Subject(row[0], row[1]), *row[2:]))
     return Remembered(fired, moment, until)

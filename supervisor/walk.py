@@ -64,6 +64,7 @@ class Listing:
         # Each directory's stamps, packed, by its place in `directories`, once `by_directory`
         # has packed them: the world's loader compares them with its cache (records.py).
         self.packed: dict[int, array[int]] = {}
+        self._packed_all: array[int] | None = None
 
     def stamps(self) -> tuple[bytes, int]:
         """A hash of every file's path and stamp, and the newest ctime of a regular file (any
@@ -79,23 +80,29 @@ class Listing:
             # Names hold no "/": a directory's "/..." cannot be mistaken for one.
             digest.update("\0".join(["", str(root), relative, *names]).encode(
                 "utf-8", "surrogateescape"))
-        numbers = array("q", itertools.chain.from_iterable(map(_STAMP, self.statuses)))
+        numbers = self._numbers()
         digest.update(numbers.tobytes())
         digest.update(array("q", self.links).tobytes())
         return digest.digest(), max(numbers[3::4], default=0)
+
+    def _numbers(self) -> array[int]:
+        """Every file's stamp, four numbers each, in the walk's order; packed once."""
+        if self._packed_all is None:
+            self._packed_all = array("q", itertools.chain.from_iterable(
+                map(_STAMP, self.statuses)))
+        return self._packed_all
 
     def by_directory(self) -> list[tuple[Directory, bytes, int]]:
         """Each directory (or file root) with a hash of its files' names and stamps, and the
         newest mtime or ctime among them; in the order `walked` gives the files."""
         import hashlib
 
-        links = self.links
+        links, everything = self.links, self._numbers()
         found = []
         for index, directory in enumerate(self.directories):
             names, first = directory.names, directory.first
             end = first + len(names)
-            numbers = self.packed[index] = array("q", itertools.chain.from_iterable(
-                map(_STAMP, self.statuses[first:end])))
+            numbers = self.packed[index] = everything[4 * first:4 * end]
             linked = array("q", (link - first for link in links[
                 bisect.bisect_left(links, first):bisect.bisect_left(links, end)]))
             digest = hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape"))
