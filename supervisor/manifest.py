@@ -104,6 +104,17 @@ def prefetched(path: str) -> tuple[os.stat_result, bytes] | None:
     return current.take(path) if current is not None else None
 
 
+def drop_unless_read_as(path: str, stamp: Stamp | None) -> None:
+    """Bytes this run read of `path` are dropped unless read at `stamp`, the one a loader is
+    about to keep its value under: a file replaced since the digest check read it is read
+    again, so that no value is ever kept under a stamp newer than its bytes."""
+    current = _CURRENT.get()
+    if current is not None and path in current.read:
+        status = current.read[path][0]
+        if stamp != (status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns):
+            del current.read[path]
+
+
 def walked() -> Reading | None:
     """This run's reads, if the loaders run inside `reading` after a walk."""
     current = _CURRENT.get()

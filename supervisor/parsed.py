@@ -15,7 +15,7 @@ from typing import Any
 from supervisor import cache
 from supervisor.cache import Stamp
 from supervisor.limits import current
-from supervisor.manifest import known_stamp
+from supervisor.manifest import drop_unless_read_as, known_stamp, walked
 
 MISSING: Any = object()
 
@@ -35,7 +35,10 @@ class Parsed:
         self._new: dict[str, list[Any]] = {}
         self._passed: list[str] = []
         self._pending: dict[str, Stamp] = {}
-        self._taken = cache.now_ns()
+        # A stamp the walk saw, or bytes the digest check read, vouch for nothing later than
+        # the walk's start: entries kept in this run are kept as of then.
+        reading = walked()
+        self._taken = min(reading.taken, cache.now_ns()) if reading else cache.now_ns()
         self._changed = False
         self._missed = False
 
@@ -58,6 +61,7 @@ class Parsed:
             return entry[5]
         self._pending[path] = stamp
         self._missed = True
+        drop_unless_read_as(path, stamp)  # its value is kept under `stamp`: so its bytes
         return MISSING
 
     def unusable(self, path: str) -> None:

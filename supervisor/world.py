@@ -18,6 +18,7 @@ from supervisor import cache, records, schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, Limits, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, load_yaml, parse_json, read_text
+from supervisor.manifest import drop_unless_read_as, walked
 from supervisor.model import NAME, World
 from supervisor.records import MISSING
 from supervisor.schemas import JsonSource
@@ -137,7 +138,9 @@ def _read_directory(root: Path, progress: Progress | None,
     base = str(root)
     count = 0
     limits = current()
-    kept = records.Kept(base, min(view.taken, cache.now_ns()) if view else cache.now_ns())
+    # Stamps and bytes this run took before its walk's start vouch for nothing later than that.
+    reading = walked()
+    kept = records.Kept(base, min(reading.taken, cache.now_ns()) if reading else cache.now_ns())
 
     def counted(number: int) -> None:
         nonlocal count
@@ -186,6 +189,7 @@ def _read_directory(root: Path, progress: Progress | None,
             value = (kept.earlier(relative, name, key, scan.stamp(name, positions))
                      if scan is not None else MISSING)
             if value is MISSING:
+                drop_unless_read_as(path, scan.stamp(name, positions) if scan else None)
                 try:
                     value = read_record(path, definition, limits)
                 except InputError as error:
@@ -256,6 +260,7 @@ def _world_record(base: str, kept: records.Kept, view: records.View | None,
     whole = kept.whole("", scan)
     if whole is not None and isinstance(whole.get("world"), dict):
         return whole["world"]  # type: ignore[no-any-return]
+    drop_unless_read_as(path, scan.stamp("world.json", {"world.json": 0}))
     try:
         value = read_record(path, "world")
     except InputError as error:

@@ -366,3 +366,54 @@ def test_a_directory_holding_other_names_is_not_taken_whole(lab: Path) -> None:
     assert kept.whole(node, scan) is not None
     renamed = records.Scan(["other.json", *scan.names[1:]], scan.numbers, True)
     assert kept.whole(node, renamed) is None
+
+
+@pytest.mark.parametrize("where", ["new snapshot", "directory listed again"])
+def test_bytes_read_before_a_file_changed_again_are_not_kept_under_its_new_stamp(
+        where: str, lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = services(lab)[3]
+    if where == "directory listed again":
+        (record.parent / ".observer-tmp").mkdir()  # the walk's view leaves it out
+    walked(lab)
+    flip(record)
+    check = Check(inputs(lab))
+    assert str(record) in check.reading.read  # read (and hashed) by the digest check
+    in_place(record)  # and changed again before the load
+    if where == "new snapshot":
+        (lab / "world" / "world.json").write_text(json.dumps(
+            {"observed_at": "2026-11-26T10:00:30Z", "observer": {"name": "later"}}))
+    expected = cold(lab, monkeypatch)
+    assert walked(lab, check) == expected
+    # What the run kept vouches for its files no later than its walk began.
+    relative = "/" + str(record.parent.relative_to(lab / "world"))
+    kept = [entries["directories"][relative] for entries in map(shard, Path(
+        os.environ["SUPERVISOR_CACHE_DIR"]).glob("world-*.json"))
+        if relative in entries["directories"]]
+    assert len(kept) == 1 and kept[0][0] <= check.taken
+    assert walked(lab) == expected and fresh(lab) == expected  # nothing stale kept
+
+
+def shard(path: Path) -> dict[str, Any]:
+    meta = json.loads(path.read_bytes().partition(b"\n")[0])
+    entries = cache.read(path, meta["identity"])
+    assert entries is not None
+    return entries
+
+
+def test_inventory_bytes_read_before_a_file_changed_again_are_not_kept(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor.inventory import load_inventory
+
+    services_file = min((lab / "hosts").glob("*/services.yaml"))
+    walked(lab)
+    check = Check(inputs(lab), complete=True)
+    original = services_file.read_text()
+    services_file.write_text(original.replace("services:\n", "services:\n  added-b: {}\n", 1))
+    assert check.update({os.path.realpath(services_file)})  # read it, as `run --watch` does
+    assert str(services_file) in check.reading.read
+    services_file.write_text(original.replace("services:\n", "services:\n  added-c: {}\n", 1))
+    with reading(check.for_loaders()):
+        loaded = load_inventory(lab / "hosts")
+    node = services_file.parent.name
+    assert f"{node}/added-c" in loaded.services and f"{node}/added-b" not in loaded.services
+    assert f"{node}/added-c" in load_inventory(lab / "hosts").services  # nothing stale kept
