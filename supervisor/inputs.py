@@ -58,7 +58,7 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
     """
     try:
         return _load(inputs, clock, progress)
-    except (AttributeError, IndexError, KeyError, TypeError):
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
         # Values from the cache are taken in the shape their reader wrote them, checksummed.
         # One edited past that (its checksum made to match) ends here: everything is read
         # again without the cache, which gives the inputs' own answer (or shows a real bug).

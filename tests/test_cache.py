@@ -287,20 +287,22 @@ def test_a_cache_holding_an_ast_the_parser_could_not_make_is_parsed_again(
     assert evaluate(lab) == expected
 
 
-def garbled(value: Any, depth: int) -> Any:
-    """`value` with everything `depth` levels down replaced by a number."""
+def garbled(value: Any, depth: int, stand_in: Any) -> Any:
+    """`value` with everything `depth` levels down replaced by `stand_in`."""
     if depth == 0:
-        return 7
+        return stand_in
     if isinstance(value, dict):
-        return {key: garbled(item, depth - 1) for key, item in value.items()}
+        return {key: garbled(item, depth - 1, stand_in) for key, item in value.items()}
     if isinstance(value, list):
-        return [garbled(item, depth - 1) for item in value]
+        return [garbled(item, depth - 1, stand_in) for item in value]
     return value
 
 
+@pytest.mark.parametrize("stand_in", [7, "not a time"])
 @pytest.mark.parametrize("depth", range(2, 9))
 def test_a_cache_edited_past_its_checksum_gives_the_inputs_own_answer(
-        depth: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
+        depth: int, stand_in: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        trusting: None) -> None:
     import zlib
 
     import orjson
@@ -311,7 +313,7 @@ def test_a_cache_edited_past_its_checksum_gives_the_inputs_own_answer(
     assert evaluate(lab) == expected  # fills the cache
     for path in cache_files():
         header, _, body = path.read_bytes().partition(b"\n")
-        body = orjson.dumps(garbled(orjson.loads(body), depth))
+        body = orjson.dumps(garbled(orjson.loads(body), depth, stand_in))
         meta = {**json.loads(header), "crc32": zlib.crc32(body)}  # as if written by the program
         path.write_bytes(json.dumps(meta).encode() + b"\n" + body)
     assert evaluate(lab) == expected
