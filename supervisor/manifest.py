@@ -252,9 +252,16 @@ class Check:
             if recorded is not None and changes is not None:
                 digest_before = _directory_digest(directory.names, before)
                 earlier[len(parts)] = f"\0dir {directory.relative}\0{digest_before}"
-            self._index[key] = [stamps_hex, self.taken, digest]
             self._files[key] = files
-            self._new.add(key)
+            if recorded is not None and recorded[2] == digest and all(
+                    entry is before.get(name) or not cache.trusted(entry, entry[5])
+                    for name, entry in files.items()):
+                # Read again only because written within the clock's grain, and the same:
+                # records written now would vouch for nothing more, so the old ones stay.
+                self._index[key] = recorded
+            else:
+                self._index[key] = [stamps_hex, self.taken, digest]
+                self._new.add(key)
             if complete:
                 self._part[key], self._names[key] = len(parts), directory.names
             parts.append(f"\0dir {directory.relative}\0{digest}")

@@ -258,3 +258,21 @@ def test_loaders_take_the_walks_stamps_for_what_it_saw_as_regular_files(tmp_path
     assert found.seen(str(tree / "a" / "file.yaml")) is None
     with reading(found):
         assert known_stamp(str(tree / "a" / "file.yaml")) == stamp(tree / "a" / "file.yaml")
+
+
+def test_a_directory_read_again_within_the_clocks_grain_and_the_same_is_not_written(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = check(lab)
+    monkeypatch.setattr(cache, "RACY_NS", 10**18)  # every stamp within the grain
+    before = hashes_files()
+    os.utime(record(lab), ns=(5, 5))  # the same bytes
+    assert check(lab).digest == first.digest
+    assert hashes_files() == before  # nothing newly vouched for: nothing written
+    record(lab).write_text(record(lab).read_text().replace('"status"', '"status" '))
+    changed = check(lab)
+    assert changed.digest != first.digest and hashes_files() != before
+    monkeypatch.setattr(cache, "RACY_NS", -1)  # settled: what is read now is worth keeping
+    written = hashes_files()
+    os.utime(record(lab), ns=(6, 6))
+    assert check(lab).digest == changed.digest
+    assert hashes_files() != written
