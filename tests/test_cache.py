@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,28 @@ def no_reading(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def cache_files() -> list[Path]:
     return sorted(Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("*.json"))
+
+
+def warm_homelab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, tuple[int, str]]:
+    """A copy of the example homelab, its cache filled, and what it evaluates to."""
+    lab = tmp_path / "homelab"
+    shutil.copytree(FIXTURES / "homelab", lab)
+    expected = cold(lab, monkeypatch)
+    assert evaluate(lab) == expected  # fills the cache, ASTs and all
+    return lab, expected
+
+
+def edited(path: Path, edit: Callable[[Any], Any]) -> None:
+    """A cache file's entries rewritten by `edit`, its checksum made to match, as if the
+    program had written them."""
+    import zlib
+
+    import orjson
+
+    header, _, body = path.read_bytes().partition(b"\n")
+    body = orjson.dumps(edit(orjson.loads(body)))
+    meta = {**json.loads(header), "crc32": zlib.crc32(body)}
+    path.write_bytes(json.dumps(meta).encode() + b"\n" + body)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -154,10 +177,7 @@ def test_a_warm_cache_parses_no_rule_expression_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
     from supervisor import expressions
 
-    lab = tmp_path / "homelab"
-    shutil.copytree(FIXTURES / "homelab", lab)
-    expected = cold(lab, monkeypatch)
-    assert evaluate(lab) == expected  # fills the cache, ASTs and all
+    lab, expected = warm_homelab(tmp_path, monkeypatch)
 
     def refuse(expression: str) -> None:
         raise AssertionError(f"parsed {expression!r} although the cache holds its AST")
@@ -266,24 +286,17 @@ def test_every_ast_the_parser_makes_passes_for_one_it_could_make() -> None:
 
 def test_a_cache_holding_an_ast_the_parser_could_not_make_is_parsed_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusting: None) -> None:
-    import zlib
+    lab, expected = warm_homelab(tmp_path, monkeypatch)
 
-    import orjson
+    def misshapen(entries: dict[str, Any]) -> dict[str, Any]:
+        for entry in entries["files"].values():
+            asts = entry[5][1]
+            for text, tree in zip(sorted(asts), MISSHAPEN[:-1] * 10, strict=False):
+                asts[text] = tree
+        return entries
 
-    lab = tmp_path / "homelab"
-    shutil.copytree(FIXTURES / "homelab", lab)
-    expected = cold(lab, monkeypatch)
-    assert evaluate(lab) == expected  # fills the cache, ASTs and all
     (path,) = Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("rules-*.json")
-    header, _, body = path.read_bytes().partition(b"\n")
-    entries = orjson.loads(body)
-    for entry in entries["files"].values():
-        asts = entry[5][1]
-        for text, misshapen in zip(sorted(asts), MISSHAPEN[:-1] * 10, strict=False):
-            asts[text] = misshapen
-    body = orjson.dumps(entries)
-    meta = {**json.loads(header), "crc32": zlib.crc32(body)}  # as if written by the program
-    path.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+    edited(path, misshapen)
     assert evaluate(lab) == expected
 
 
@@ -303,17 +316,7 @@ def garbled(value: Any, depth: int, stand_in: Any) -> Any:
 def test_a_cache_edited_past_its_checksum_gives_the_inputs_own_answer(
         depth: int, stand_in: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         trusting: None) -> None:
-    import zlib
-
-    import orjson
-
-    lab = tmp_path / "homelab"
-    shutil.copytree(FIXTURES / "homelab", lab)
-    expected = cold(lab, monkeypatch)
-    assert evaluate(lab) == expected  # fills the cache
+    lab, expected = warm_homelab(tmp_path, monkeypatch)
     for path in cache_files():
-        header, _, body = path.read_bytes().partition(b"\n")
-        body = orjson.dumps(garbled(orjson.loads(body), depth, stand_in))
-        meta = {**json.loads(header), "crc32": zlib.crc32(body)}  # as if written by the program
-        path.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+        edited(path, lambda entries: garbled(entries, depth, stand_in))
     assert evaluate(lab) == expected

@@ -133,15 +133,23 @@ def full(inputs: Inputs, now: object, monkeypatch: pytest.MonkeyPatch) -> str:
     return json.dumps(evaluation.to_json(), indent=2) + digest
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_incremental_evaluation_equals_full_evaluation(
-        seed: int, generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "RACY_NS", -1)  # files written a moment ago count as settled
-    rng = random.Random(seed)
+def changing_copy(generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                  ) -> tuple[Path, Inputs, datetime]:
+    """A copy of the generated lab to change at random, its files counted as settled, its
+    inputs (with the extra rules) and the time its world was observed."""
+    monkeypatch.setattr(cache, "RACY_NS", -1)
     lab = tmp_path / "lab"
     shutil.copytree(generated, lab)
     inputs = Inputs(inventory=lab / "hosts", world=lab / "world", rules=(lab / "rules",))
-    now = parse_time(json.loads((lab / "world" / "world.json").read_text())["observed_at"])
+    return lab, inputs, parse_time(
+        json.loads((lab / "world" / "world.json").read_text())["observed_at"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_evaluation_equals_full_evaluation(
+        seed: int, generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab, inputs, now = changing_copy(generated, tmp_path, monkeypatch)
+    rng = random.Random(seed)
     kept = Incremental()
     kept.notice(None)
     digest = kept.fingerprint(inputs)
@@ -223,12 +231,8 @@ def run_alone(inputs: Inputs, now: datetime) -> tuple[str, bool]:
 @pytest.mark.parametrize("seed", range(6))
 def test_an_evaluation_taken_up_by_the_next_run_equals_a_full_evaluation(
         seed: int, generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "RACY_NS", -1)  # files written a moment ago count as settled
+    lab, inputs, now = changing_copy(generated, tmp_path, monkeypatch)
     rng = random.Random(seed)
-    lab = tmp_path / "lab"
-    shutil.copytree(generated, lab)
-    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", rules=(lab / "rules",))
-    now = parse_time(json.loads((lab / "world" / "world.json").read_text())["observed_at"])
     taken_up = []
     for step in range(STEPS + 1):
         touched = change(rng, lab) if step else set()
