@@ -20,6 +20,7 @@ Where: `$SUPERVISOR_CACHE_DIR`, else systemd's `$CACHE_DIRECTORY` (`CacheDirecto
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import stat
@@ -85,21 +86,16 @@ def directory() -> Path | None:
     return Path(base) / "homelab-supervisor"
 
 
-_IDENTITIES: dict[str, str] = {}
-
-
 def identity(limits: object) -> str:
     """What a cache is valid for: this program (its version and code), its schemas, the input
     limits in force and the Python that reads it. Stat-only, to keep start-up cheap, and once
     per process: the code running is the code that was imported. Kept whole, not hashed (a few
     kilobytes in each cache's first line), so that no two can be taken for each other and no
     hash library is loaded for it."""
-    key = repr(limits)
-    if key not in _IDENTITIES:
-        _IDENTITIES[key] = _identity(key)
-    return _IDENTITIES[key]
+    return _identity(repr(limits))
 
 
+@functools.cache
 def _identity(limits: str) -> str:
     from supervisor import __version__
     from supervisor.resources import data_dir

@@ -160,7 +160,6 @@ class Check:
         self.previous: str | None = None
         self.changes: set[str] | None = None
         self.scope = scope
-        self.options = ""
         # (root as given, directory relative to it) -> [stamps, taken, digest]: the index.
         self._index: dict[tuple[str, str], list[Any]] = {}
         self._recorded: dict[str, Any] = {}
@@ -190,7 +189,6 @@ class Check:
 
         options = (inputs.now, inputs.max_age, inputs.max_skew,
                    [str(source) for source in inputs.rule_sources()])
-        self.options = repr(options)
         # This walk is all an unchanged run does, so it is kept lean.
         self._listing = walk(roots)
         stamps, newest = self._listing.stamps()

@@ -9,7 +9,7 @@ next run loads its inputs as before (from the cache of parsed files). When the d
 (`manifest.Check`) says that, since that very digest, only files it can name changed, the
 incremental evaluator takes up the remembered evaluation and evaluates again only what those
 files touch, or everything where it cannot (incremental.py lists when). The result is a full
-evaluation's, byte for byte: tests/test_memo.py.
+evaluation's, byte for byte: tests/test_incremental.py.
 
 A remembered evaluation is trusted only for the digest it names, by this program (the cache's
 identity), and only in the shape written here; anything else is ignored and everything is
@@ -18,9 +18,8 @@ evaluated.
 
 from __future__ import annotations
 
-import gc
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from supervisor import cache
 from supervisor.engine import Recommendation
@@ -43,40 +42,35 @@ FIELDS = len(COLUMNS)
 _USUAL = tuple(types[0] for types in COLUMNS)  # most rows: checked at once
 
 
-class Remembered:
+class Remembered(NamedTuple):
     """An evaluation an earlier run made: what fired, when, and what it stays valid until."""
 
-    def __init__(self, fired: list[Recommendation], now: datetime,
-                 valid_until: datetime | None) -> None:
-        self.fired, self.now, self.valid_until = fired, now, valid_until
+    fired: list[Recommendation]
+    now: datetime
+    valid_until: datetime | None
 
 
 def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evaluation, bool]:
     """The inputs loaded and evaluated, taking up the remembered evaluation where it holds;
-    whether it did. Remembers this one for the next run."""
+    whether it did. Remembers this one for the next run. The caller pauses the collector
+    (`manifest.Fresh`): many objects are made here, and few freed."""
     from supervisor.engine import evaluate as evaluate_all
     from supervisor.incremental import Incremental
     from supervisor.inputs import load
 
-    enabled = gc.isenabled()
-    gc.disable()  # as inputs.evaluate_inputs does: many objects allocated, few freed
-    try:
-        loaded = load(inputs, clock=now)
-        limits = current()
-        path = cache.cache_path("evaluation", check.scope)
-        identity = cache.identity(limits)
-        evaluation = None
-        if check.changes is not None:
-            remembered = recall(cache.read(path, identity), check.previous)
-            if remembered is not None:
-                evaluation = Incremental().resume(inputs, loaded, remembered, check.changes, now)
-        resumed = evaluation is not None
-        if evaluation is None:
-            evaluation = evaluate_all(loaded.state, loaded.rules, limits=limits)
-        cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest))
-    finally:
-        if enabled:
-            gc.enable()
+    loaded = load(inputs, clock=now)
+    limits = current()
+    path = cache.cache_path("evaluation", check.scope)
+    identity = cache.identity(limits)
+    evaluation = None
+    if check.changes is not None:
+        remembered = recall(cache.read(path, identity), check.previous)
+        if remembered is not None:
+            evaluation = Incremental().resume(inputs, loaded, remembered, check.changes, now)
+    resumed = evaluation is not None
+    if evaluation is None:
+        evaluation = evaluate_all(loaded.state, loaded.rules, limits=limits)
+    cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest))
     return loaded, evaluation, resumed
 
 

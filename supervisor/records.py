@@ -21,9 +21,6 @@ directories changed, not every record of the world.
 from __future__ import annotations
 
 import binascii
-import contextlib
-import itertools
-import operator
 import os
 import zlib
 from array import array
@@ -36,7 +33,6 @@ from supervisor.manifest import walked
 
 MISSING: Any = object()
 SHARDS = 16
-_STAMP = operator.attrgetter("st_ino", "st_mtime_ns", "st_size", "st_ctime_ns")
 
 
 class Scan(NamedTuple):
@@ -61,10 +57,6 @@ class Scan(NamedTuple):
         return (found[0], found[1], found[2], found[3]) if found[0] else None
 
 
-def packed(statuses: list[Any]) -> array[int]:
-    return array("q", itertools.chain.from_iterable(map(_STAMP, statuses)))
-
-
 class View(NamedTuple):
     """What this run's walk saw of the world."""
 
@@ -86,9 +78,8 @@ def walk_view(base: str) -> View | None:
     inside = base + "/"
     if any(path == base or path.startswith(inside) for path in listing.unlisted):
         return None
-    directories = [(index, directory) for index, directory in enumerate(listing.directories)
-                   if directory.root == root]
-    parents = {directory.relative.rpartition("/")[0] for _, directory in directories
+    directories = [directory for directory in listing.directories if directory.root == root]
+    parents = {directory.relative.rpartition("/")[0] for directory in directories
                if directory.relative}
     stale = {os.path.dirname(path)[len(base):] for path in reading.moved
              if path.startswith(inside)}
@@ -96,7 +87,8 @@ def walk_view(base: str) -> View | None:
     statuses = listing.statuses
     scans: dict[str, Scan] = {}
     world: os.stat_result | None = None
-    for index, (_, relative, names, first) in directories:
+    for directory in directories:
+        _, relative, names, first = directory
         end = first + len(names)
         linked = bool(links) and not links.isdisjoint(range(first, end))
         if relative == "":
@@ -108,10 +100,7 @@ def walk_view(base: str) -> View | None:
             continue
         if linked or relative in parents or relative in stale:
             continue
-        numbers = listing.packed.get(index)  # packed already by the digest check
-        if numbers is None:
-            numbers = packed(statuses[first:end])
-        scans[relative] = Scan(names, numbers, True)
+        scans[relative] = Scan(names, listing.stamps_in(directory), True)
     return View(scans, reading.taken, world)
 
 
@@ -122,7 +111,6 @@ class Kept:
     def __init__(self, root: str, taken: int) -> None:
         scope = os.path.abspath(root)
         self._paths = [cache.cache_path(f"world-{shard:02d}", scope) for shard in range(SHARDS)]
-        self._unsharded = cache.cache_path("world", scope)  # where the world was kept before
         self._identity = cache.identity(current()) if self._paths[0] is not None else ""
         self._taken = taken
         self._old: dict[str, Any] = {}
@@ -186,9 +174,6 @@ class Kept:
             shards[_shard(relative)][relative] = entry
         for shard in sorted(changed):
             cache.write(self._paths[shard], self._identity, {"directories": shards[shard]})
-        if changed and self._unsharded is not None:
-            with contextlib.suppress(OSError):
-                self._unsharded.unlink()  # 29 MiB at 100,000 services, never read again
 
 
 def _valid(entry: Any) -> bool:
@@ -213,10 +198,3 @@ def _recorded(entry: Any) -> tuple[dict[str, int], array[int]] | None:
 
 def _shard(relative: str) -> int:
     return zlib.crc32(relative.encode("utf-8", "surrogateescape")) % SHARDS
-
-
-class _Absent:
-    st_ino = st_mtime_ns = st_size = st_ctime_ns = 0
-
-
-ABSENT: Any = _Absent()  # the status `packed` takes for what is no regular file

@@ -16,6 +16,7 @@ import operator
 import os
 import stat
 from array import array
+from collections.abc import Sequence
 from typing import NamedTuple
 
 # (root, path relative to it (the path is the two joined), status of the file or of what a link
@@ -36,7 +37,17 @@ class _Absent:
     st_ino = st_mtime_ns = st_size = st_ctime_ns = 0
 
 
-_ABSENT = _Absent()
+ABSENT = _Absent()
+
+
+def pack(statuses: Sequence[os.stat_result | _Absent]) -> array[int]:
+    """The files' stamps, four numbers each, in one array (zeros for `ABSENT`)."""
+    return array("q", itertools.chain.from_iterable(map(_STAMP, statuses)))
+
+
+def _in_order(directory: Directory) -> tuple[int, list[str]]:
+    """Where a directory comes in the digest: by root, then pre-order, children by name."""
+    return directory.root, directory.relative.split("/")
 
 
 class Directory(NamedTuple):
@@ -61,10 +72,7 @@ class Listing:
         # Directories found but not listed (unreadable, or gone meanwhile): a loader taking its
         # listings from here must not take them as empty.
         self.unlisted: list[str] = []
-        # Each directory's stamps, packed, by its place in `directories`, once `by_directory`
-        # has packed them: the world's loader compares them with its cache (records.py).
-        self.packed: dict[int, array[int]] = {}
-        self._packed_all: array[int] | None = None
+        self._packed: array[int] | None = None
 
     def stamps(self) -> tuple[bytes, int]:
         """A hash of every file's path and stamp, and the newest ctime of a regular file (any
@@ -87,22 +95,26 @@ class Listing:
 
     def _numbers(self) -> array[int]:
         """Every file's stamp, four numbers each, in the walk's order; packed once."""
-        if self._packed_all is None:
-            self._packed_all = array("q", itertools.chain.from_iterable(
-                map(_STAMP, self.statuses)))
-        return self._packed_all
+        if self._packed is None:
+            self._packed = pack(self.statuses)
+        return self._packed
+
+    def stamps_in(self, directory: Directory) -> array[int]:
+        """The stamps of a directory's files, packed (the world's loader compares them with
+        its cache, records.py)."""
+        return self._numbers()[4 * directory.first:4 * (directory.first + len(directory.names))]
 
     def by_directory(self) -> list[tuple[Directory, bytes, int]]:
         """Each directory (or file root) with a hash of its files' names and stamps, and the
         newest mtime or ctime among them; in the order `walked` gives the files."""
         import hashlib
 
-        links, everything = self.links, self._numbers()
+        links = self.links
         found = []
-        for index, directory in enumerate(self.directories):
+        for directory in self.directories:
             names, first = directory.names, directory.first
             end = first + len(names)
-            numbers = self.packed[index] = everything[4 * first:4 * end]
+            numbers = self.stamps_in(directory)
             linked = array("q", (link - first for link in links[
                 bisect.bisect_left(links, first):bisect.bisect_left(links, end)]))
             digest = hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape"))
@@ -110,7 +122,7 @@ class Listing:
             digest.update(linked.tobytes())
             found.append((directory, digest.digest(),
                           max(max(numbers[1::4], default=0), max(numbers[3::4], default=0))))
-        found.sort(key=lambda entry: (entry[0].root, entry[0].relative.split("/")))
+        found.sort(key=lambda entry: _in_order(entry[0]))
         return found
 
     def walked(self) -> list[Walked]:
@@ -119,10 +131,7 @@ class Listing:
         whether a link."""
         links = set(self.links)
         walked: list[Walked] = []
-        # Pre-order, children by name: the order of the paths' lists of components.
-        for root, relative, names, first in sorted(
-                self.directories, key=lambda directory: (directory.root,
-                                                         directory.relative.split("/"))):
+        for root, relative, names, first in sorted(self.directories, key=_in_order):
             base = self.roots[root]
             for name, position in sorted(zip(names, range(first, first + len(names)), strict=True)):
                 status = self.statuses[position]
@@ -141,7 +150,7 @@ def walk(roots: list[str]) -> Listing:
             status = follow(root)
             if status is not None:
                 listing.directories.append(Directory(position, "", [""], len(listing.statuses)))
-                listing.statuses.append(status if _regular(status) else _ABSENT)
+                listing.statuses.append(status if _regular(status) else ABSENT)
             continue
         pending = [root]
         while pending:
@@ -189,10 +198,10 @@ def _irregular(path: str, found: os.stat_result, listing: Listing) -> os.stat_re
     """The status of the regular file a link leads to (rule files may be links, and loaders
     follow those), else absent."""
     if not stat.S_ISLNK(found.st_mode):
-        return _ABSENT
+        return ABSENT
     listing.links.append(len(listing.statuses))
     followed = follow(path)
-    return followed if followed is not None and _regular(followed) else _ABSENT
+    return followed if followed is not None and _regular(followed) else ABSENT
 
 
 def _regular(status: os.stat_result) -> bool:

@@ -23,6 +23,7 @@ from supervisor.model import NAME, World
 from supervisor.records import MISSING
 from supervisor.schemas import JsonSource
 from supervisor.timestamps import parse_time
+from supervisor.walk import ABSENT, pack
 
 Progress = Callable[[int], None]
 
@@ -255,7 +256,7 @@ def _world_record(base: str, kept: records.Kept, view: records.View | None,
                   problems: list[Problem]) -> dict[str, Any] | None:
     path = os.path.join(base, "world.json")
     status = view.world if view is not None else None
-    scan = records.Scan(["world.json"], records.packed(
+    scan = records.Scan(["world.json"], pack(
         [status if status is not None else _status(path)]), True)
     whole = kept.whole("", scan)
     if whole is not None and isinstance(whole.get("world"), dict):
@@ -275,8 +276,8 @@ def _status(path: str) -> Any:
     try:
         found = os.stat(path, follow_symlinks=False)
     except OSError:
-        return records.ABSENT
-    return found if stat.S_ISREG(found.st_mode) else records.ABSENT
+        return ABSENT
+    return found if stat.S_ISREG(found.st_mode) else ABSENT
 
 
 def _scanned(directory: str, problems: list[Problem]
@@ -313,7 +314,7 @@ def _scanned(directory: str, problems: list[Problem]
             elif not entry.name.startswith("."):
                 found.append((entry.name, entry.path))
     found.sort()
-    return records.Scan(names, records.packed(statuses), clean), [
+    return records.Scan(names, pack(statuses), clean), [
         (name[:-5], path) for name, path in found if name.endswith(".json")]
 
 
