@@ -106,27 +106,37 @@ def walk_view(base: str) -> View | None:
 
 class Kept:
     """The world's cache: `whole` or `earlier` before reading a directory or a file, `keep`
-    after reading one, `save` at the end."""
+    after reading one, `save` at the end.
+
+    A shard file is read when a directory in it is first asked for: a run that reads a few
+    directories (`load_world_part`) reads a few shards, not all of them."""
 
     def __init__(self, root: str, taken: int) -> None:
         scope = os.path.abspath(root)
         self._paths = [cache.cache_path(f"world-{shard:02d}", scope) for shard in range(SHARDS)]
         self._identity = cache.identity(current()) if self._paths[0] is not None else ""
         self._taken = taken
-        self._old: dict[str, Any] = {}
-        for path in self._paths:
-            recorded = cache.read(path, self._identity) or {}
-            directories = recorded.get("directories")
-            if isinstance(directories, dict):
-                self._old.update(directories)
+        self._old: list[dict[str, Any] | None] = [None] * SHARDS  # by shard, once read
         self._new: dict[str, list[Any]] = {}
         self._changed: set[int] = set()
         self._stamps: dict[str, tuple[dict[str, int], array[int]] | None] = {}
 
+    def _shard(self, shard: int) -> dict[str, Any]:
+        """The directories kept in a shard file, read on first use."""
+        found = self._old[shard]
+        if found is None:
+            recorded = cache.read(self._paths[shard], self._identity) or {}
+            directories = recorded.get("directories")
+            found = self._old[shard] = directories if isinstance(directories, dict) else {}
+        return found
+
+    def _entry(self, relative: str) -> Any:
+        return self._shard(_shard(relative)).get(relative)
+
     def whole(self, relative: str, scan: Scan) -> dict[str, Any] | None:
         """The records of the directory at `relative`, if it holds just what it did when they
         were kept (and that was long enough after its files last changed to vouch for them)."""
-        entry: Any = self._old.get(relative)
+        entry: Any = self._entry(relative)
         # (Problems with the directory itself, links and subdirectories, are found by listing
         # it, not here: a directory with those is never in the walk's view, see `walk_view`.)
         if not (_valid(entry) and entry[1] is True and entry[2] == scan.names
@@ -145,11 +155,11 @@ class Kept:
         if stamp is None:
             return MISSING
         if relative not in self._stamps:
-            self._stamps[relative] = _recorded(self._old.get(relative))
+            self._stamps[relative] = _recorded(self._entry(relative))
         recorded = self._stamps[relative]
         if recorded is None or name not in recorded[0]:
             return MISSING
-        entry: list[Any] = self._old[relative]
+        entry: list[Any] = self._entry(relative)
         at = 4 * recorded[0][name]
         value = entry[4].get(key, MISSING)
         if (tuple(recorded[1][at:at + 4]) == stamp and cache.trusted(stamp, entry[0])
@@ -164,16 +174,28 @@ class Kept:
                                records]
         self._changed.add(_shard(relative))
 
-    def save(self) -> None:
+    def save(self, *, complete: bool = True) -> None:
+        """`complete`: every directory of the world was asked for, and those not asked for
+        are gone: their entries go too. Otherwise (a part of the world read) the shards
+        holding a directory kept anew are written with their other directories' entries as
+        they were; no other shard is touched."""
         if self._paths[0] is None:
             return
-        changed = self._changed | {_shard(relative) for relative in self._old
-                                   if relative not in self._new}
         shards: list[dict[str, Any]] = [{} for _ in range(SHARDS)]
         for relative, entry in self._new.items():
             shards[_shard(relative)][relative] = entry
-        for shard in sorted(changed):
-            cache.write(self._paths[shard], self._identity, {"directories": shards[shard]})
+        if not complete:
+            for shard in sorted(self._changed):
+                cache.write(self._paths[shard], self._identity,
+                            {"directories": {**self._shard(shard), **shards[shard]}})
+            return
+        for shard in range(SHARDS):
+            old = self._old[shard]
+            if old is None and shard not in self._changed:
+                # Not one of its directories was asked for: none of them is still there.
+                cache.remove(self._paths[shard])
+            elif shard in self._changed or (old is not None and old.keys() - shards[shard]):
+                cache.write(self._paths[shard], self._identity, {"directories": shards[shard]})
 
 
 def _valid(entry: Any) -> bool:

@@ -417,3 +417,84 @@ def test_inventory_bytes_read_before_a_file_changed_again_are_not_kept(
     node = services_file.parent.name
     assert f"{node}/added-c" in loaded.services and f"{node}/added-b" not in loaded.services
     assert f"{node}/added-c" in load_inventory(lab / "hosts").services  # nothing stale kept
+
+
+def kept_directories() -> dict[str, Any]:
+    """Every directory the world's cache holds, from all its shards."""
+    found: dict[str, Any] = {}
+    for path in Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("world-*.json"):
+        found.update(shard(path)["directories"])
+    return found
+
+
+def shard_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The world cache's shard files read from now on."""
+    read: list[str] = []
+    real = cache.read
+
+    def counting(path: Path | None, expected: str) -> Any:
+        if path is not None and path.name.startswith("world-"):
+            read.append(path.name)
+        return real(path, expected)
+
+    monkeypatch.setattr(cache, "read", counting)
+    return read
+
+
+def test_a_shard_is_read_when_one_of_its_directories_is_first_asked_for(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    walked(lab)
+    check = Check(inputs(lab))
+    with reading(check.for_loaders()):
+        view = records.walk_view(str(lab / "world"))
+    assert view is not None
+    read = shard_reads(monkeypatch)
+    kept = records.Kept(str(lab / "world"), cache.now_ns())
+    assert read == []
+    node = "/services/node0001"
+    assert kept.whole(node, view.scans[node]) is not None
+    assert kept.earlier(node, "svc0001.json", "node0001/svc0001", None) is records.MISSING
+    assert len(read) == 1 and read[0].startswith(f"world-{records._shard(node):02d}-")
+
+
+@pytest.mark.parametrize("node", ["node0001", "node0006"],
+                         ids=["alone in its shard", "sharing its shard"])
+def test_a_whole_load_drops_the_directories_gone_since(
+        node: str, lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (node0001 is the only directory in its shard, node0006 shares one with deployments/.)
+    walked(lab)
+    assert f"/services/{node}" in kept_directories()
+    shutil.rmtree(lab / "world" / "services" / node)
+    expected = cold(lab, monkeypatch)
+    assert walked(lab) == expected
+    assert f"/services/{node}" not in kept_directories()
+    assert len(kept_directories()) == 9
+
+
+def test_a_partial_save_keeps_the_directories_not_asked_for(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    walked(lab)
+    before = kept_directories()
+    shards = sorted(Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("world-*.json"))
+    inodes = {path: path.stat().st_ino for path in shards}
+    check = Check(inputs(lab))
+    with reading(check.for_loaders()):
+        view = records.walk_view(str(lab / "world"))
+    assert view is not None
+    kept = records.Kept(str(lab / "world"), cache.now_ns())
+    # node0006 shares its shard with deployments/, which is not asked for; node0001 is taken
+    # whole, unchanged: its shard is not written.
+    assert kept.whole("/services/node0001", view.scans["/services/node0001"]) is not None
+    scan = view.scans["/services/node0006"]
+    kept.keep("/services/node0006", scan, {"node0006/svc0001": {"status": "ok"}}, False)
+    kept.save(complete=False)
+    after = kept_directories()
+    assert after.keys() == before.keys()
+    assert after["/services/node0006"][4] == {"node0006/svc0001": {"status": "ok"}}
+    assert {relative: entry for relative, entry in after.items()
+            if relative != "/services/node0006"} == {
+        relative: entry for relative, entry in before.items()
+        if relative != "/services/node0006"}
+    rewritten = [path.name for path in shards if path.stat().st_ino != inodes[path]]
+    assert len(rewritten) == 1
+    assert rewritten[0].startswith(f"world-{records._shard('/services/node0006'):02d}-")
