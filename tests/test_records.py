@@ -453,7 +453,9 @@ def test_a_shard_is_read_when_one_of_its_directories_is_first_asked_for(
     assert read == []
     node = "/services/node0001"
     assert kept.whole(node, view.scans[node]) is not None
-    assert kept.earlier(node, "svc0001.json", "node0001/svc0001", None) is records.MISSING
+    scan = view.scans[node]
+    stamp = scan.stamp("svc0001.json", {name: at for at, name in enumerate(scan.names)})
+    assert kept.earlier(node, "svc0001.json", "node0001/svc0001", stamp) is not records.MISSING
     assert len(read) == 1 and read[0].startswith(f"world-{records._shard(node):02d}-")
 
 
