@@ -14,6 +14,9 @@ from supervisor.model import NAME, Inventory, Node, Service
 from supervisor.parsed import MISSING, Parsed
 
 SERVICES_FILE = "services.yaml"
+# The cache's shards, by node: a run that needs a few nodes reads a few (`inventory_part`), and
+# one after a file changed writes one.
+SHARDS = 16
 
 
 def load_inventory(root: Path) -> Inventory:
@@ -25,7 +28,7 @@ def load_inventory(root: Path) -> Inventory:
     problems: list[Problem] = []
     documents: dict[str, YamlDocument] = {}
     values: dict[str, dict[str, Any]] = {}
-    cached = Parsed("inventory", str(root))
+    cached = Parsed("inventory", str(root), SHARDS)
     try:
         entries = sorted(root.iterdir())
     except OSError as error:

@@ -1,15 +1,21 @@
 """Parsed and checked values of unchanged input files, kept in the cache between runs.
 
-Each reader (inventory, world, rules) keeps one cache file per input root: for every file it
+Each reader (inventory, world, rules) keeps its cache of one input root: for every file it
 read and found valid, the file's stamp and the value it gave. The next run takes the value of
 any file whose stamp is unchanged (and was trusted, see `cache.trusted`) instead of reading,
 parsing and checking the file again. Files with problems are never cached: their problems are
 found, with lines and columns, by reading them again.
+
+A reader may split its cache in shards, by the name of the directory holding each file (the
+inventory: by node). A shard's file is read only when one of its files is first asked for, so a
+reader that needs a few nodes reads a few shards, and a run after one file changed writes one
+shard, not every value of the inventory.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Any
 
 from supervisor import cache
@@ -22,76 +28,130 @@ MISSING: Any = object()
 
 class Parsed:
     """One reader's cache for one input root: `get` before reading a file, `put` after
-    checking it, `save` at the end."""
+    checking it, `save` at the end. In `shards` files, and one more for the checks that passed
+    (`passed_before`), if any did."""
 
-    def __init__(self, kind: str, root: str) -> None:
-        self._path = cache.cache_path(kind, os.path.abspath(root))
-        self._identity = cache.identity(current()) if self._path is not None else ""
-        recorded = cache.read(self._path, self._identity) or {}
-        entries = recorded.get("files")
-        self._old: dict[str, Any] = entries if isinstance(entries, dict) else {}
-        marks = recorded.get("passed")
-        self._old_passed: list[Any] = marks if isinstance(marks, list) else []
-        self._new: dict[str, list[Any]] = {}
+    def __init__(self, kind: str, root: str, shards: int = 1) -> None:
+        scope = os.path.abspath(root)
+        self._shards = shards
+        self._paths = ([cache.cache_path(kind, scope)] if shards == 1 else
+                       [cache.cache_path(f"{kind}-{shard:02d}", scope) for shard in range(shards)])
+        self._on = self._paths[0] is not None
+        self._marks_path = cache.cache_path(f"{kind}-passed", scope)
+        self._identity = cache.identity(current()) if self._on else ""
+        self._old: list[dict[str, Any] | None] = [None] * shards  # each shard's, once read
+        self._old_passed: dict[str, Any] | None = None
+        self._new: list[dict[str, list[Any]]] = [{} for _ in range(shards)]
         self._passed: list[str] = []
         self._pending: dict[str, Stamp] = {}
+        self._changed: set[int] = set()  # shards given new values
         # A stamp the walk saw, or bytes the digest check read, vouch for nothing later than
         # the walk's start: entries kept in this run are kept as of then.
         reading = walked()
         self._taken = min(reading.taken, cache.now_ns()) if reading else cache.now_ns()
-        self._changed = False
-        self._missed = False
 
     def get(self, path: str) -> Any:
         """The value `path` gave when last read, or MISSING if it may have changed since."""
-        if self._path is None:
+        if not self._on:
             return MISSING
         stamp = known_stamp(path)
         if stamp is None:
-            self._missed = True
             return MISSING
-        entry = self._old.get(path)
-        # Every reader caches a mapping (rules: a list); anything else was not written here.
-        # (Tested inline: a hundred thousand files pass here on every run.)
-        if (type(entry) is list and len(entry) == 6 and entry[0] == stamp[0]
-                and entry[1] == stamp[1] and entry[2] == stamp[2] and entry[3] == stamp[3]
-                and type(entry[4]) is int and cache.trusted(stamp, entry[4])
-                and type(entry[5]) in (dict, list)):
-            self._new[path] = entry
+        shard = self._shard(path)
+        entry: Any = self._entries(shard).get(path)
+        if _fits(entry, stamp):
+            self._new[shard][path] = entry
             return entry[5]
         self._pending[path] = stamp
-        self._missed = True
         drop_unless_read_as(path, stamp)  # its value is kept under `stamp`: so its bytes
         return MISSING
 
     def unusable(self, path: str) -> None:
         """The value `get` gave for `path` is not one this reader can use: `path` is read again,
         and its `put` replaces the entry."""
-        entry = self._new.pop(path, None)
+        entry = self._new[self._shard(path)].pop(path, None)
         if entry is not None:
             self._pending[path] = (entry[0], entry[1], entry[2], entry[3])
-            self._missed = True
 
     def put(self, path: str, value: Any) -> None:
         """`path` (asked for with `get`) was read and found valid: it gave `value`."""
         stamp = self._pending.pop(path, None)
         if stamp is not None:
-            self._new[path] = [*stamp, self._taken, value]
-            self._changed = True
+            shard = self._shard(path)
+            self._new[shard][path] = [*stamp, self._taken, value]
+            self._changed.add(shard)
 
     def passed_before(self, check: str) -> bool:
         """Whether `check`, a check over all the files together (the inventory's dependencies,
         say), passed on exactly these files: every one taken from the cache, none added or
-        removed since it passed. Its result would be the same: it need not run."""
-        return (self._path is not None and not self._missed and not self._changed
-                and len(self._new) == len(self._old) and check in self._old_passed)
+        removed since it passed. Its result would be the same: it need not run.
+
+        The mark says which files it passed on (a digest of their paths and stamps), not just
+        that it passed: the shards are written one by one, and a run stopped between two must
+        not leave a mark that vouches for other files. A file read in this run (not taken from
+        the cache) is kept under a new stamp or not at all: the digest differs."""
+        return self._on and self._marks().get(check) == self._vouched()
 
     def passed(self, check: str) -> None:
         """`check` passed on the files read in this run (and kept, with `save`)."""
         self._passed.append(check)
 
     def save(self) -> None:
-        if self._path is not None and (self._changed or len(self._new) != len(self._old)
-                                       or sorted(self._passed) != self._old_passed):
-            cache.write(self._path, self._identity, {"files": self._new,
-                                                     "passed": sorted(self._passed)})
+        """Writes the shards whose entries changed, or lost some: a shard none of whose files
+        was asked for lost them all (a save follows a load of every file), and its file goes.
+        Then the marks of the checks that passed, if they are new."""
+        if not self._on:
+            return
+        for shard, old in enumerate(self._old):
+            new = self._new[shard]
+            if old is None:
+                cache.remove(self._paths[shard])
+            elif shard in self._changed or len(new) != len(old):
+                cache.write(self._paths[shard], self._identity, {"files": new})
+        if self._passed:
+            marks = dict.fromkeys(sorted(self._passed), self._vouched())
+            if marks != self._marks():
+                cache.write(self._marks_path, self._identity, {"passed": marks})
+
+    def _entries(self, shard: int) -> dict[str, Any]:
+        """The shard's entries as last kept, read from its file the first time."""
+        old = self._old[shard]
+        if old is None:
+            recorded = cache.read(self._paths[shard], self._identity) or {}
+            files = recorded.get("files")
+            old = self._old[shard] = files if isinstance(files, dict) else {}
+        return old
+
+    def _marks(self) -> dict[str, Any]:
+        """The checks that passed, each with the digest of the entries it passed on."""
+        if self._old_passed is None:
+            recorded = cache.read(self._marks_path, self._identity) or {}
+            marks = recorded.get("passed")
+            self._old_passed = marks if isinstance(marks, dict) else {}
+        return self._old_passed
+
+    def _shard(self, path: str) -> int:
+        if self._shards == 1:
+            return 0
+        folder = path.rpartition("/")[0].rpartition("/")[2]
+        return zlib.crc32(folder.encode("utf-8", "surrogateescape")) % self._shards
+
+    def _vouched(self) -> str:
+        """A digest of the entries kept in this run: every path with its stamp (which vouches
+        for its value, see `_fits`), in path order. (Against a run stopped half way, not
+        against whoever can write the cache: they could write the marks too. Two checksums:
+        no hash library to load.)"""
+        rows = sorted(f"{path}\0{entry[0]}\0{entry[1]}\0{entry[2]}\0{entry[3]}"
+                      for new in self._new for path, entry in new.items())
+        data = "\n".join(rows).encode("utf-8", "surrogateescape")
+        return f"{len(rows)}:{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
+def _fits(entry: Any, stamp: Stamp) -> bool:
+    """An entry kept under `stamp`, in the shape written here, that the stamp vouches for."""
+    # Every reader caches a mapping (rules: a list); anything else was not written here.
+    # (Tested inline: a hundred thousand files pass here on every run.)
+    return (type(entry) is list and len(entry) == 6 and entry[0] == stamp[0]
+            and entry[1] == stamp[1] and entry[2] == stamp[2] and entry[3] == stamp[3]
+            and type(entry[4]) is int and cache.trusted(stamp, entry[4])
+            and type(entry[5]) in (dict, list))
