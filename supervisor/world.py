@@ -9,7 +9,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,61 @@ def load_world(path: Path, progress: Progress | None = None) -> World:
         return _assemble(_read_file(path))
     with _snapshot_complete(path):
         return _read_consistently(path, progress)
+
+
+def load_world_part(path: Path, nodes: Iterable[str]) -> World | None:
+    """The world as `load_world` reads it, but with the services of `nodes` only (a node with
+    no directory gives none): for a run that takes up the last evaluation and needs the few
+    nodes whose files changed. Only the directories it reads, and the cache shards holding
+    them, are opened; the nodes, deployments and incidents are all read, as `load_world`
+    reads them.
+
+    It takes the world as this run's walk saw it (`records.walk_view`), and gives None where
+    that cannot be done, or a problem may be there: no walk of the world, no directory,
+    world.json changed since the walk or during the read, a record or a listing with a
+    problem, a directory in services/ the walk did not see clean (links, subdirectories, or
+    files taken in since), a limit that may be crossed. Then the caller loads it all with
+    `load_world`, which reports what is wrong. Records of the nodes not asked for are not
+    read: that they are as the last evaluation found them is the caller's to know."""
+    view = records.walk_view(str(path))
+    if view is None or view.world is None:  # (no world.json in a directory: a file, or none)
+        return None
+    seen = (view.world.st_ino, view.world.st_mtime_ns, view.world.st_size)
+    try:
+        with _snapshot_complete(path):
+            before = _stamp(path)
+            if before != seen:
+                return None
+            document = _read_part(path, view, set(nodes))
+            if document is None or _stamp(path) != before:
+                return None
+            return _assemble(document, chronological=True)
+    except InputError:  # a stuck observer, a limit crossed: `load_world` tells
+        return None
+
+
+def _read_part(root: Path, view: records.View, wanted: set[str]) -> dict[str, Any] | None:
+    """`_read_directory` for the nodes in `wanted`; None on a problem (see `load_world_part`)."""
+    reader = _Reader(root, None, view)
+    document = reader.begin()
+    services = 0
+    for node, _ in reader.node_directories():
+        relative = f"/services/{node}"
+        if not NAME.fullmatch(node):
+            return None
+        if node in wanted:
+            scan, listing = reader.listed(relative)
+            services += len(listing)
+            reader.too_many_services(services)
+            document["services"].update(reader.services(node, scan, listing))
+            continue
+        scan = view.scans.get(relative)
+        if scan is None:  # not clean, or changed since the walk: only a full read tells
+            return None
+        services += len(scan.names)  # its records, and maybe a few other files
+        reader.too_many_services(services)
+    reader.finish(document, complete=False)
+    return None if reader.problems else document
 
 
 @contextlib.contextmanager
@@ -129,62 +184,68 @@ def _read_file(path: Path) -> dict[str, Any]:
     return document
 
 
-def _read_directory(root: Path, progress: Progress | None,
-                    view: records.View | None = None) -> dict[str, Any]:
-    """Reads the observer's layout. Paths stay strings and listings come from `scandir` (or
-    this run's walk, `view`): the world can hold a hundred thousand files, and per-file
-    overhead is most of the cost. A directory unchanged since the last run gives its records
-    whole, from the cache (records.py)."""
-    problems: list[Problem] = []
-    base = str(root)
-    count = 0
-    limits = current()
-    # Stamps and bytes this run took before its walk's start vouch for nothing later than that.
-    reading = walked()
-    kept = records.Kept(base, min(reading.taken, cache.now_ns()) if reading else cache.now_ns())
+class _Reader:
+    """One read of the observer's directory. Paths stay strings and listings come from
+    `scandir` (or this run's walk, `view`): the world can hold a hundred thousand files, and
+    per-file overhead is most of the cost. A directory unchanged since the last run gives its
+    records whole, from the cache (records.py)."""
 
-    def counted(number: int) -> None:
-        nonlocal count
-        if progress is not None:
-            for thousands in range(count // 1000 + 1, (count + number) // 1000 + 1):
-                progress(thousands * 1000)
-        count += number
+    def __init__(self, root: Path, progress: Progress | None,
+                 view: records.View | None) -> None:
+        self.problems: list[Problem] = []
+        self.base = str(root)
+        self.view = view
+        self.limits = current()
+        self.count = 0
+        self.progress = progress
+        # Stamps and bytes this run took before its walk's start vouch for nothing later.
+        reading = walked()
+        self.kept = records.Kept(self.base, min(reading.taken, cache.now_ns()) if reading
+                                 else cache.now_ns())
 
-    def named(name: str, path: str, what: str) -> str | None:
+    def counted(self, number: int) -> None:
+        if self.progress is not None:
+            for thousands in range(self.count // 1000 + 1, (self.count + number) // 1000 + 1):
+                self.progress(thousands * 1000)
+        self.count += number
+
+    def named(self, name: str, path: str, what: str) -> str | None:
         if NAME.fullmatch(name):
             return name
-        problems.append(Problem(path, message=f"is not a valid {what} name"))
+        self.problems.append(Problem(path, message=f"is not a valid {what} name"))
         return None
 
-    def listed(relative: str) -> tuple[records.Scan | None, Any]:
+    def listed(self, relative: str) -> tuple[records.Scan | None, Any]:
         """The directory's scan, and its records whole (a dict) or its `.json` files."""
-        scan = view.scans.get(relative) if view is not None else None
+        kept = self.kept
+        scan = self.view.scans.get(relative) if self.view is not None else None
         if scan is not None:
             whole = kept.whole(relative, scan)
             if whole is not None:
                 return scan, whole
-            directory = base + relative
+            directory = self.base + relative
             return scan, [(name[:-5], f"{directory}/{name}") for name in sorted(scan.names)
                           if not name.startswith(".") and name.endswith(".json")]
-        scan, files = _scanned(base + relative, problems)
+        scan, files = _scanned(self.base + relative, self.problems)
         if scan is not None and (whole := kept.whole(relative, scan)) is not None:
             return scan, whole
         return scan, files
 
-    def read(relative: str, scan: records.Scan | None, files: list[tuple[str, str]],
+    def read(self, relative: str, scan: records.Scan | None, files: list[tuple[str, str]],
              definition: str, prefix: str, what: str | None, when: str | None = None
              ) -> dict[str, Any]:
         """The records of `files` in the directory at `relative`, by key, each from the cache
         if its stamp vouches for it; in time order by their field `when`, if given."""
         found: dict[str, Any] = {}
         clean = True
+        kept, limits, problems = self.kept, self.limits, self.problems
         positions = ({name: position for position, name in enumerate(scan.names)}
                      if scan is not None else {})
         for stem, path in files:
-            if what is not None and not named(stem, path, what):
+            if what is not None and not self.named(stem, path, what):
                 clean = False
                 continue
-            counted(1)
+            self.counted(1)
             key = prefix + stem
             name = stem + ".json"
             value = (kept.earlier(relative, name, key, scan.stamp(name, positions))
@@ -208,47 +269,73 @@ def _read_directory(root: Path, progress: Progress | None,
             kept.keep(relative, scan, found, clean)
         return found
 
-    def directory(relative: str, definition: str, prefix: str, what: str | None,
+    def directory(self, relative: str, definition: str, prefix: str, what: str | None,
                   when: str | None = None) -> dict[str, Any]:
-        scan, listing = listed(relative)
+        scan, listing = self.listed(relative)
         if isinstance(listing, dict):
-            counted(len(listing))
+            self.counted(len(listing))
             return listing
-        return read(relative, scan, listing, definition, prefix, what, when)
+        return self.read(relative, scan, listing, definition, prefix, what, when)
 
-    document: dict[str, Any] = {"nodes": {}, "services": {}, "deployments": [], "incidents": []}
-    counted(1)
-    meta = _world_record(base, kept, view, problems)
-    if meta is not None:
-        document.update(meta)
-    document["nodes"].update(directory("/nodes", "node", "", "node"))
-    nodes = _entries(os.path.join(base, "services"), problems, directories=True)
-    if len(nodes) > limits.nodes:
-        raise too_many(os.path.join(base, "services"), "nodes", len(nodes), limits.nodes,
-                       VARIABLES["nodes"])
-    services = 0
-    for node, node_path in nodes:
-        relative = f"/services/{node}"
-        node_ok = named(node, node_path, "node")
-        scan, listing = listed(relative) if node_ok else (None, _json_files(node_path, problems))
-        services += len(listing)
-        if services > limits.services:
-            raise too_many(os.path.join(base, "services"), "services", services,
-                           limits.services, VARIABLES["services"])
+    def services(self, node: str, scan: records.Scan | None, listing: Any) -> dict[str, Any]:
+        """The records of one node's directory, listed (`listed`) as `scan` and `listing`."""
         if isinstance(listing, dict):
-            counted(len(listing))
-            document["services"].update(listing)
-        elif node_ok:
-            document["services"].update(read(relative, scan, listing, "service", f"{node}/",
-                                             "service"))
+            self.counted(len(listing))
+            return listing
+        return self.read(f"/services/{node}", scan, listing, "service", f"{node}/", "service")
+
+    def begin(self) -> dict[str, Any]:
+        """The document with world.json's fields and the nodes; services and events to come."""
+        document: dict[str, Any] = {"nodes": {}, "services": {}, "deployments": [],
+                                    "incidents": []}
+        self.counted(1)
+        meta = _world_record(self.base, self.kept, self.view, self.problems)
+        if meta is not None:
+            document.update(meta)
+        document["nodes"].update(self.directory("/nodes", "node", "", "node"))
+        return document
+
+    def node_directories(self) -> list[tuple[str, str]]:
+        """(name, path) of the directories in services/, sorted; too many is an error."""
+        services = os.path.join(self.base, "services")
+        nodes = _entries(services, self.problems, directories=True)
+        if len(nodes) > self.limits.nodes:
+            raise too_many(services, "nodes", len(nodes), self.limits.nodes, VARIABLES["nodes"])
+        return nodes
+
+    def too_many_services(self, count: int) -> None:
+        if count > self.limits.services:
+            raise too_many(os.path.join(self.base, "services"), "services", count,
+                           self.limits.services, VARIABLES["services"])
+
+    def finish(self, document: dict[str, Any], *, complete: bool = True) -> None:
+        """The deployments and incidents, then the cache saved (`Kept.save`)."""
+        for kind, definition, when in (("deployments", "deployment", "started_at"),
+                                       ("incidents", "incident", "opened_at")):
+            document[kind].extend(self.directory(f"/{kind}", definition, "", None, when
+                                                 ).values())
+        self.kept.save(complete=complete)
+
+
+def _read_directory(root: Path, progress: Progress | None,
+                    view: records.View | None = None) -> dict[str, Any]:
+    """Reads the observer's layout (see `_Reader`)."""
+    reader = _Reader(root, progress, view)
+    document = reader.begin()
+    services = 0
+    for node, node_path in reader.node_directories():
+        node_ok = reader.named(node, node_path, "node")
+        scan, listing = (reader.listed(f"/services/{node}") if node_ok
+                         else (None, _json_files(node_path, reader.problems)))
+        services += len(listing)
+        reader.too_many_services(services)
+        if node_ok:
+            document["services"].update(reader.services(node, scan, listing))
         else:  # its records are not read, but their names are still checked
             for stem, path in listing:
-                named(stem, path, "service")
-    for kind, definition, when in (("deployments", "deployment", "started_at"),
-                                   ("incidents", "incident", "opened_at")):
-        document[kind].extend(directory(f"/{kind}", definition, "", None, when).values())
-    kept.save()
-    raise_if(problems)
+                reader.named(stem, path, "service")
+    reader.finish(document)
+    raise_if(reader.problems)
     return document
 
 
