@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from supervisor import schemas
+from supervisor import cache, schemas
 from supervisor.errors import InputError, Problem, raise_if
 from supervisor.limits import VARIABLES, current, too_many
 from supervisor.loader import SYMLINK_REFUSED, YamlDocument, load_yaml
+from supervisor.manifest import walked
 from supervisor.model import NAME, Inventory, Node, Service
 from supervisor.parsed import MISSING, Parsed
 
@@ -98,6 +99,48 @@ def load_inventory(root: Path) -> Inventory:
     cached.save()
     raise_if(problems)
     return inventory
+
+
+def inventory_part(root: Path, nodes: Iterable[str]) -> Inventory | None:
+    """The inventory of `nodes` alone, as `load_inventory` gives it (nodes in name order, each
+    one's services in file order), from the cache only: the shards of those nodes are read, and
+    no file of the inventory. For a run that walked its inputs (`manifest.walked`); a node of
+    which the walk saw no directory is left out.
+
+    None where the cache cannot vouch for it, and the caller loads the whole inventory (which
+    reports what is wrong): no walk, the cache off, a node's file not kept under the stamp the
+    walk saw (a whole load keeps no file it refuses), or a node's entry a link or not listed.
+    Nothing is checked (neither the schema nor the dependencies) and nothing written: the
+    caller asks only about inputs that are, by their digest, exactly those a whole load
+    checked."""
+    reading = walked()
+    if reading is None or reading.listing is None or cache.directory() is None:
+        return None
+    base = str(root)
+    top = reading.listed(base)
+    if top is None or top.names == [""]:  # not walked, or walked as a file
+        return None
+    kept = Parsed("inventory", base, SHARDS)
+    values: dict[str, dict[str, Any]] = {}
+    for node in sorted(set(nodes)):
+        if not node or node.startswith(".") or "/" in node:
+            continue  # no node's name: a whole load passes over hidden entries
+        folder = str(root / node)
+        if reading.listed(folder) is None:
+            if folder in reading.listing.unlisted or (
+                    node in top.names and reading.seen(folder) is None):
+                return None  # not listed, or a link (refused) or another odd file
+            continue  # no such entry, or a plain file: no node
+        path = str(root / node / SERVICES_FILE)
+        stamp = reading.seen(path)
+        value = kept.kept(path, stamp) if stamp is not None else MISSING
+        if value is MISSING:
+            return None
+        values[node] = value
+    try:
+        return _assemble(values)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None  # a value edited in the cache past its checksum (see `inputs.load`)
 
 
 def _declared(node_name: str, document: dict[str, Any]) -> dict[str, Any]:

@@ -62,14 +62,10 @@ class Reading:
         listing = self.listing
         if listing is None or path in self.moved:
             return None
-        if self._directories is None:
-            self._directories = {listing.roots[directory.root] + directory.relative: directory
-                                 for directory in listing.directories}
-            self._links = set(listing.links)
         folder, _, name = path.rpartition("/")
-        directory = self._directories.get(folder)
+        directory = self.listed(folder)
         if directory is None:
-            directory, folder, name = self._directories.get(path), path, ""  # a file root
+            directory, folder, name = self.listed(path), path, ""  # a file root
             if directory is None or directory.names != [""]:
                 return None
         places = self._places.get(folder)
@@ -83,6 +79,18 @@ class Reading:
         if not isinstance(status, os.stat_result):
             return None
         return status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns
+
+    def listed(self, path: str) -> Directory | None:
+        """The walk's listing of the directory (or file root) at `path`, if it listed one: its
+        files' names, not its subdirectories'."""
+        listing = self.listing
+        if listing is None:
+            return None
+        if self._directories is None:
+            self._directories = {listing.roots[directory.root] + directory.relative: directory
+                                 for directory in listing.directories}
+            self._links = set(listing.links)
+        return self._directories.get(path)
 
 
 _CURRENT: ContextVar[Reading | None] = ContextVar("reading", default=None)

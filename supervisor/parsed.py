@@ -8,7 +8,7 @@ found, with lines and columns, by reading them again.
 
 A reader may split its cache in shards, by the name of the directory holding each file (the
 inventory: by node). A shard's file is read only when one of its files is first asked for, so a
-reader that needs a few nodes reads a few shards, and a run after one file changed writes one
+reader that needs a few nodes reads a few shards (`inventory.inventory_part`), and a run after one file changed writes one
 shard, not every value of the inventory.
 """
 
@@ -65,6 +65,12 @@ class Parsed:
         self._pending[path] = stamp
         drop_unless_read_as(path, stamp)  # its value is kept under `stamp`: so its bytes
         return MISSING
+
+    def kept(self, path: str, stamp: Stamp) -> Any:
+        """The value kept for `path` read at `stamp`, or MISSING; for a reader of a few files
+        that saves nothing (nothing is noted for `save` or `passed_before`)."""
+        entry: Any = self._entries(self._shard(path)).get(path)
+        return entry[5] if _fits(entry, stamp) else MISSING
 
     def unusable(self, path: str) -> None:
         """The value `get` gave for `path` is not one this reader can use: `path` is read again,

@@ -5,6 +5,7 @@ the very files it passed on, however a run that wrote the cache was stopped."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from support.scenarios import ROOT
 from supervisor import cache, inventory, loader
 from supervisor.errors import InputError
 from supervisor.inputs import Inputs
-from supervisor.inventory import SHARDS, load_inventory
+from supervisor.inventory import SHARDS, inventory_part, load_inventory
+from supervisor.limits import current
 from supervisor.manifest import Check, reading
 from supervisor.model import Inventory
 
@@ -205,3 +207,195 @@ def test_a_run_stopped_between_two_cache_files_leaves_no_mark_for_other_files(
         assert "depends on node0003/nowhere" in problem_of(root)
         assert "depends on node0003/nowhere" in problem_of(root)
         assert runs == [1, 1]
+
+
+# `inventory_part`: a few nodes from the cache, for a run that walked its inputs.
+
+
+def checked(lab: Path, root: Path | None = None) -> Check:
+    check = Check(Inputs(inventory=root or lab / "hosts", world=lab / "world"))
+    check.save()
+    return check
+
+
+def part(lab: Path, nodes: list[str], check: Check | None = None,
+         root: Path | None = None) -> Inventory | None:
+    root = root or lab / "hosts"
+    with reading((check or checked(lab, root)).for_loaders()):
+        return inventory_part(root, nodes)
+
+
+def restricted(whole: Inventory, nodes: list[str]) -> Inventory:
+    """What `load_inventory` gave for `nodes`, in its order."""
+    found = Inventory()
+    found.nodes = {name: node for name, node in whole.nodes.items() if name in nodes}
+    found.services = {key: service for key, service in whole.services.items()
+                      if service.node in nodes}
+    return found
+
+
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the inventory's cache files read from now on."""
+    read: list[str] = []
+    real = cache.read
+
+    def spy(path: Path | None, *args: Any) -> Any:
+        if path is not None and path.name.startswith("inventory-"):
+            read.append(path.name)
+        return real(path, *args)
+
+    monkeypatch.setattr(cache, "read", spy)
+    return read
+
+
+ODD = ["", ".", "..", ".hidden", "node0001/sub", "/etc", "Node0001", "node9999", "stray.txt"]
+
+
+def odd_entries(root: Path) -> None:
+    """What a whole load passes over: a hidden node, a plain file, a subdirectory of a node."""
+    for folder in (root / ".hidden", root / "node0001" / "sub"):
+        folder.mkdir()
+        shutil.copy(root / "node0002" / "services.yaml", folder / "services.yaml")
+    (root / "stray.txt").write_text("not a node\n")
+
+
+def test_a_part_is_the_whole_load_restricted_to_its_nodes(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = lab / "hosts"
+    odd_entries(root)
+    whole = walked(lab)
+    assert same(whole, cold(root))
+    no_reading(monkeypatch)
+    check = checked(lab)
+    names = list(whole.nodes)
+    chooser = random.Random(16)
+    for size in [0, 1, 2, 3, 5, 8, 13, 40, *range(1, 12)]:
+        nodes = chooser.sample(names + ODD, size) + chooser.sample(names, min(size, 2))
+        found = part(lab, nodes, check)
+        assert found is not None, nodes
+        assert same(found, restricted(whole, nodes)), nodes
+    assert part(lab, ODD, check) is not None
+
+
+def test_a_part_reads_the_shards_of_its_nodes_only_and_writes_nothing(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = walked(lab)
+    check = checked(lab)
+    read, written = reads(monkeypatch), writes(monkeypatch)
+    removed: list[Path | None] = []
+    monkeypatch.setattr(cache, "remove", removed.append)
+    no_reading(monkeypatch)
+    for nodes in (["node0005"], ["node0001", "node0017", "node0033", "node9999"], []):
+        read.clear()
+        found = part(lab, nodes, check)
+        assert found is not None and same(found, restricted(whole, nodes))
+        assert sorted(name[:len("inventory-00")] for name in read) == sorted(
+            {f"inventory-{shard_of(node):02d}" for node in nodes if node in whole.nodes})
+    assert written == [] and removed == []
+    # The other shards are not needed at all.
+    keep = {shard_of("node0005")}
+    for shard, path in shards().items():
+        if shard not in keep:
+            path.unlink()
+    found = part(lab, ["node0005"], check)
+    assert found is not None and same(found, restricted(whole, ["node0005"]))
+
+
+def test_a_part_of_a_file_changed_since_it_was_kept_is_none(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    walked(lab)
+    edit(lab, "node0007", "services:\n", "services:\n  added: {}\n")
+    assert part(lab, ["node0007"]) is None
+    assert part(lab, ["node0003", "node0007", "node0011"]) is None
+    assert part(lab, ["node0003", "node0011"]) is not None
+    walked(lab)  # a whole load keeps it again
+    found = part(lab, ["node0007"])
+    assert found is not None and "node0007/added" in found.services
+
+
+def test_a_part_of_a_node_added_since_the_cache_was_written_is_none(lab: Path) -> None:
+    walked(lab)
+    shutil.copytree(lab / "hosts" / "node0002", lab / "hosts" / "node0041")
+    assert part(lab, ["node0041"]) is None
+    assert part(lab, ["node0002"]) is not None
+
+
+@pytest.mark.parametrize("nodes", [["node0001"], [], ["node9999"]])
+def test_a_part_without_a_walk_or_a_cache_is_none(
+        nodes: list[str], lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    walked(lab)
+    check = checked(lab)
+    assert part(lab, nodes, check) is not None
+    assert inventory_part(lab / "hosts", nodes) is None  # no walk
+    with cache.bypassed():
+        assert part(lab, nodes, check) is None
+    monkeypatch.setenv("SUPERVISOR_CACHE", "off")
+    assert part(lab, nodes, check) is None
+
+
+def test_a_part_of_a_root_the_walk_did_not_list_as_a_directory_is_none(
+        lab: Path, tmp_path: Path) -> None:
+    walked(lab)
+    assert part(lab, [], checked(lab), root=tmp_path / "elsewhere") is None
+    file_root = tmp_path / "hosts-file"
+    file_root.write_text("services: {}\n")
+    assert part(lab, ["node0001"], root=file_root) is None
+
+
+def test_a_part_of_a_node_whose_entry_a_whole_load_refuses_is_none(lab: Path) -> None:
+    root = lab / "hosts"
+    walked(lab)
+    (root / "linked").symlink_to(root / "node0001")  # a node that is a link
+    assert part(lab, ["linked"]) is None
+    (root / "linked").unlink()
+    # A file that became a link (to itself, moved): a whole load refuses it.
+    services = root / "node0002" / "services.yaml"
+    services.rename(root / "node0002" / "moved.yaml")
+    services.symlink_to(root / "node0002" / "moved.yaml")
+    assert part(lab, ["node0002"]) is None
+    services.unlink()
+    assert part(lab, ["node0002"]) is None  # no file at all
+    (root / "node0002" / "moved.yaml").rename(services)
+    walked(lab)
+    assert part(lab, ["node0002"]) is not None
+
+
+def test_a_part_of_a_node_the_walk_could_not_list_is_none(lab: Path) -> None:
+    walked(lab)
+    check = checked(lab)
+    folder = str(lab / "hosts" / "node0004")
+    listing = check.for_loaders().listing
+    assert listing is not None
+    listing.directories = [directory for directory in listing.directories
+                           if listing.roots[directory.root] + directory.relative != folder]
+    listing.unlisted.append(folder)
+    assert part(lab, ["node0004"], check) is None
+    assert part(lab, ["node0005"], check) is not None
+
+
+def test_a_part_of_a_value_edited_in_the_cache_is_none(lab: Path) -> None:
+    walked(lab)
+    path = shards()[shard_of("node0006")]
+    entries = cache.read(path, cache.identity(current()))
+    assert entries is not None
+    entries["files"][str(lab / "hosts" / "node0006" / "services.yaml")][5] = {"node": {}}
+    cache.write(path, cache.identity(current()), entries)
+    assert part(lab, ["node0006"]) is None
+
+
+def test_a_part_imports_neither_yaml_nor_the_validator(lab: Path) -> None:
+    walked(lab)
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom supervisor import cache\n"
+        "cache.RACY_NS = -1\n"
+        "from supervisor.inputs import Inputs\nfrom supervisor.inventory import inventory_part\n"
+        "from supervisor.manifest import Check, reading\n"
+        "lab = Path(sys.argv[1])\n"
+        "check = Check(Inputs(inventory=lab / 'hosts', world=lab / 'world'))\n"
+        "with reading(check.for_loaders()):\n"
+        "    found = inventory_part(lab / 'hosts', ['node0001', 'node0002'])\n"
+        "assert found is not None and list(found.nodes) == ['node0001', 'node0002']\n"
+        "print([m for m in ('yaml', 'jsonschema', 'jsonschema_rs') if m in sys.modules])\n")
+    result = subprocess.run([sys.executable, "-c", code, str(lab)], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"
