@@ -15,7 +15,9 @@ directory the walk could not list, or whose files it saw before they were taken 
 (`Check.update`), is listed again.
 
 The cache is split in `SHARDS` files by directory, so that a run rewrites only the shards whose
-directories changed, not every record of the world.
+directories changed, not every record of the world, and a run that needs a few directories
+(`load_world_part`) reads a few shards. Sixty-four, not sixteen: at 100,000 services a node's
+shard is 0.2 MB (1 ms to read) rather than 0.9 MB (5 ms); a whole load takes as long either way.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from supervisor.limits import current
 from supervisor.manifest import walked
 
 MISSING: Any = object()
-SHARDS = 16
+SHARDS = 64
 
 
 class Scan(NamedTuple):

@@ -459,11 +459,24 @@ def test_a_shard_is_read_when_one_of_its_directories_is_first_asked_for(
     assert len(read) == 1 and read[0].startswith(f"world-{records._shard(node):02d}-")
 
 
-@pytest.mark.parametrize("node", ["node0001", "node0006"],
-                         ids=["alone in its shard", "sharing its shard"])
+def by_sharing() -> dict[str, str]:
+    """A node directory of the lab that is alone in its shard, and one that shares it with
+    another directory."""
+    directories = ["", "/nodes", "/deployments", "/incidents",
+                   *(f"/services/node{number:04d}" for number in range(1, 7))]
+    shards = [records._shard(relative) for relative in directories]
+    found: dict[str, str] = {}
+    for relative, shard_number in zip(directories[4:], shards[4:], strict=True):
+        found.setdefault("alone" if shards.count(shard_number) == 1 else "sharing",
+                         relative.rpartition("/")[2])
+    assert found.keys() == {"alone", "sharing"}  # the lab has both, as the tests need
+    return found
+
+
+@pytest.mark.parametrize("sharing", ["alone", "sharing"])
 def test_a_whole_load_drops_the_directories_gone_since(
-        node: str, lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # (node0001 is the only directory in its shard, node0006 shares one with deployments/.)
+        sharing: str, lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = by_sharing()[sharing]
     walked(lab)
     assert f"/services/{node}" in kept_directories()
     shutil.rmtree(lab / "world" / "services" / node)
@@ -484,19 +497,17 @@ def test_a_partial_save_keeps_the_directories_not_asked_for(
         view = records.walk_view(str(lab / "world"))
     assert view is not None
     kept = records.Kept(str(lab / "world"), cache.now_ns())
-    # node0006 shares its shard with deployments/, which is not asked for; node0001 is taken
-    # whole, unchanged: its shard is not written.
-    assert kept.whole("/services/node0001", view.scans["/services/node0001"]) is not None
-    scan = view.scans["/services/node0006"]
-    kept.keep("/services/node0006", scan, {"node0006/svc0001": {"status": "ok"}}, False)
+    # One node shares its shard with a directory not asked for; the other is taken whole,
+    # unchanged: its shard is not written.
+    alone, sharing = f"/services/{by_sharing()['alone']}", f"/services/{by_sharing()['sharing']}"
+    assert kept.whole(alone, view.scans[alone]) is not None
+    kept.keep(sharing, view.scans[sharing], {"x/svc0001": {"status": "ok"}}, False)
     kept.save(complete=False)
     after = kept_directories()
     assert after.keys() == before.keys()
-    assert after["/services/node0006"][4] == {"node0006/svc0001": {"status": "ok"}}
-    assert {relative: entry for relative, entry in after.items()
-            if relative != "/services/node0006"} == {
-        relative: entry for relative, entry in before.items()
-        if relative != "/services/node0006"}
+    assert after[sharing][4] == {"x/svc0001": {"status": "ok"}}
+    assert {relative: entry for relative, entry in after.items() if relative != sharing} == {
+        relative: entry for relative, entry in before.items() if relative != sharing}
     rewritten = [path.name for path in shards if path.stat().st_ino != inodes[path]]
     assert len(rewritten) == 1
-    assert rewritten[0].startswith(f"world-{records._shard('/services/node0006'):02d}-")
+    assert rewritten[0].startswith(f"world-{records._shard(sharing):02d}-")
