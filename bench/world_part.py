@@ -45,8 +45,8 @@ def main() -> None:
             found = load()
             return time.perf_counter() - started, found
 
-    whole = lambda: load_world(world)  # noqa: E731
-    part = lambda: load_world_part(world, nodes)  # noqa: E731
+    whole = lambda: load_world(world)
+    part = lambda: load_world_part(world, nodes)
     walked(whole)  # the cache filled
     # One record changed, as an observer rewrites it; both loads find it.
     record = min((world / "services" / nodes[0]).glob("*.json"))
