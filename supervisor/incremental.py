@@ -19,7 +19,6 @@ import copy
 import gc
 import os
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,8 @@ from supervisor.world import read_record
 if TYPE_CHECKING:
     from supervisor.inputs import Inputs, Loaded
     from supervisor.memo import Remembered
+    from supervisor.merge import State
+    from supervisor.model import Inventory, RuleSet
 
 
 class Incremental:
@@ -48,7 +49,7 @@ class Incremental:
         self._evaluation: Evaluation | None = None
         self._fired: dict[Subject, list[Recommendation]] = {}
         self._dependants: dict[str, list[str]] = {}
-        self._timed: set[str] = set()
+        self._timed: frozenset[str] = frozenset()
         self._pending: set[str] | None = None  # changes not yet evaluated
 
     def notice(self, changed: set[str] | None) -> None:
@@ -105,7 +106,7 @@ class Incremental:
         state = loaded.state
         evaluation = Evaluation(now=format_time(earlier.now), summary="", recommendations=(),
                                 traces={}, overruled={}, valid_until=earlier.valid_until)
-        self._keep(loaded, evaluation, earlier.fired)
+        self._keep(loaded, evaluation, earlier)
         # As the earlier run saw them: `_apply` reads the changed records again, and moves on.
         state.now, state.now_text = earlier.now, evaluation.now
         if self._apply(inputs, loaded, evaluation, {os.path.realpath(path) for path in changed},
@@ -114,21 +115,56 @@ class Incremental:
         state.now, state.now_text = now, format_time(now)
         return None
 
+    @staticmethod
+    def touched(inputs: Inputs, earlier: Remembered, changed: set[str], now: datetime
+                ) -> set[str] | None:
+        """The nodes whose declarations and records taking up `earlier` needs, where only the
+        files at `changed` differ from the inputs it was made of: the changed records' nodes,
+        and those of the subjects their change touches (see `_apply`), and of those subjects'
+        dependencies. None when a full load is needed anyway. `_apply` checks the loaded
+        nodes cover what it evaluates (`_covered`)."""
+        records = _records(inputs, {os.path.realpath(path) for path in changed})
+        if records is None:
+            return None
+        dependants = _invert(earlier.depends_on)
+        nodes: set[str] = set()
+        services: set[str] = set()
+        for kind, subject_id, _ in records:
+            node = subject_id.split("/", 1)[0]
+            nodes.add(node)
+            if kind == "service":
+                services.add(subject_id)
+            else:  # every service on it: those that depend or are depended on matter here
+                inside = node + "/"
+                services.update(service for service in (*earlier.depends_on, *dependants)
+                                if service.startswith(inside))
+        for service in list(services):
+            services.update(dependants.get(service, ()))
+        if now != earlier.now:
+            for recommendation in earlier.fired:
+                if recommendation.rule in earlier.timed:
+                    subject = recommendation.subject
+                    if subject.kind == "service":
+                        services.add(subject.id)
+                    elif subject.kind == "node":
+                        nodes.add(subject.id)
+        for service in services:
+            nodes.add(service.split("/", 1)[0])
+            nodes.update(dependency.split("/", 1)[0]
+                         for dependency in earlier.depends_on.get(service, ()))
+        return nodes
+
     def _keep(self, loaded: Loaded, evaluation: Evaluation,
-              fired: Iterable[Recommendation] | None = None) -> None:
+              earlier: Remembered | None = None) -> None:
         self._loaded, self._evaluation = loaded, evaluation
         self._fired = defaultdict(list)
-        for recommendation in (fired if fired is not None
+        for recommendation in (earlier.fired if earlier is not None
                                else (*evaluation.recommendations, *evaluation.overruled)):
             self._fired[recommendation.subject].append(recommendation)
-        # Reasons that call functions (ages, durations) or read `now` read differently later.
-        self._timed = {rule.id for rule in loaded.rules.rules
-                       if rule.reason is not None and any(map(_reads_time,
-                                                              rule.reason.expressions))}
-        self._dependants = defaultdict(list)
-        for service in loaded.state.inventory.services.values():
-            for dependency in service.depends_on:
-                self._dependants[dependency].append(service.id)
+        self._timed = timed(loaded.rules)
+        # With part of the inventory loaded, the dependencies are the remembered ones.
+        self._dependants = _invert(earlier.depends_on if earlier is not None
+                                   else graph(loaded.state.inventory))
 
     def _apply(self, inputs: Inputs, loaded: Loaded, evaluation: Evaluation,
                changed: set[str], now: datetime) -> bool:
@@ -136,18 +172,11 @@ class Incremental:
         state = loaded.state
         if inputs.now is None and not self._same_time(state.now, now, evaluation):
             return False
-        world = os.path.realpath(inputs.world)
-        updates: list[tuple[str, str, str]] = []  # (kind, id, path)
-        for path in changed:
-            parts = os.path.relpath(path, world).split(os.sep)
-            if (len(parts) == 3 and parts[0] == "services" and parts[2].endswith(".json")
-                    and f"{parts[1]}/{parts[2][:-5]}" in state.world.services):
-                updates.append(("service", f"{parts[1]}/{parts[2][:-5]}", path))
-            elif (len(parts) == 2 and parts[0] == "nodes" and parts[1].endswith(".json")
-                    and parts[1][:-5] in state.world.nodes):
-                updates.append(("node", parts[1][:-5], path))
-            else:
-                return False  # not a record the world already had: evaluate everything
+        updates = _records(inputs, changed)
+        if updates is None or not all(
+                subject_id in (state.world.services if kind == "service" else state.world.nodes)
+                for kind, subject_id, _ in updates):
+            return False  # not a record the world already had: evaluate everything
         records = []
         for kind, subject_id, path in updates:
             try:
@@ -171,6 +200,8 @@ class Incremental:
         if now != state.now:
             affected.update(subject for subject, fired in self._fired.items()
                             if any(r.rule in self._timed for r in fired))
+        if state.part is not None and not _covered(state, affected):
+            return False  # only part of the inputs is loaded, and not all it needs
         state.now, state.now_text = now, format_time(now)
         view = copy.copy(state)
         view.subjects = {kind: [subject for subject in subjects if subject in affected]
@@ -214,6 +245,62 @@ class Incremental:
         return Evaluation(now=loaded.state.now_text, summary=summarize(recommendations),
                           recommendations=recommendations, traces={}, overruled=overruled,
                           valid_until=min(moments) if moments else None)
+
+
+def _records(inputs: Inputs, changed: set[str]) -> list[tuple[str, str, str]] | None:
+    """The records of services and nodes at `changed` (real paths), as (kind, id, path); None
+    if another file is among them."""
+    world = os.path.realpath(inputs.world)
+    records = []
+    for path in changed:
+        parts = os.path.relpath(path, world).split(os.sep)
+        if len(parts) == 3 and parts[0] == "services" and parts[2].endswith(".json"):
+            records.append(("service", f"{parts[1]}/{parts[2][:-5]}", path))
+        elif len(parts) == 2 and parts[0] == "nodes" and parts[1].endswith(".json"):
+            records.append(("node", parts[1][:-5], path))
+        else:
+            return None
+    return records
+
+
+def _covered(state: State, affected: set[Subject]) -> bool:
+    """Whether the nodes loaded (`state.part`) hold every document `affected`'s show: their
+    own, their nodes', and their dependencies' and those nodes'."""
+    loaded = state.part
+    assert loaded is not None
+    for subject in affected:
+        if subject.kind == "world":
+            continue
+        if subject.node not in loaded:
+            return False
+        service = (state.inventory.services.get(subject.id) if subject.kind == "service"
+                   else None)
+        if service is not None and not all(dependency.split("/", 1)[0] in loaded
+                                           for dependency in service.depends_on):
+            return False
+    return True
+
+
+def graph(inventory: Inventory) -> dict[str, list[str]]:
+    """Every service's dependencies, where it has any."""
+    return {service.id: list(service.depends_on) for service in inventory.services.values()
+            if service.depends_on}
+
+
+def _invert(depends_on: dict[str, list[str]]) -> dict[str, list[str]]:
+    dependants: dict[str, list[str]] = defaultdict(list)
+    for service, dependencies in depends_on.items():
+        for dependency in dependencies:
+            dependants[dependency].append(service)
+    return dependants
+
+
+def timed(rules: RuleSet) -> frozenset[str]:
+    """The rules whose reasons call functions (ages, durations) or read `now`: they read
+    differently at another time."""
+    return frozenset(rule.id for rule in rules.rules
+                     if rule.reason is not None and any(map(_reads_time,
+                                                            rule.reason.expressions)))
 
 
 def _reads_time(ast: Any) -> bool:

@@ -57,7 +57,7 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
     world's `observed_at`, so that a fixture always gives the same answer.
     """
     try:
-        return _load(inputs, clock, progress)
+        loaded = _load(inputs, clock, progress)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError):
         # Values from the cache are taken in the shape their reader wrote them, checksummed.
         # One edited past that (its checksum made to match) ends here: everything is read
@@ -65,10 +65,27 @@ def load(inputs: Inputs, *, clock: datetime | None = None,
         if cache.directory() is None:
             raise
         with cache.bypassed():
-            return _load(inputs, clock, progress)
+            loaded = _load(inputs, clock, progress)
+    assert loaded is not None, "everything loaded, or the problems raised"
+    return loaded
 
 
-def _load(inputs: Inputs, clock: datetime | None, progress: Progress | None) -> Loaded:
+def load_part(inputs: Inputs, nodes: set[str], *, clock: datetime | None = None
+              ) -> Loaded | None:
+    """The inputs with only `nodes`' declarations and services' records (the world's other
+    records, and the rules, whole), for a run that takes up an evaluation of these very
+    inputs as they were (memo.py). Taken only from the caches of this run's walk: None where
+    they cannot vouch for a node, or on any problem (then everything is loaded, and the
+    problems reported)."""
+    try:
+        return _load(inputs, clock, None, frozenset(nodes))
+    except (SupervisorError, AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None  # see `load`
+
+
+def _load(inputs: Inputs, clock: datetime | None, progress: Progress | None,
+          part: frozenset[str] | None = None) -> Loaded | None:
+    from supervisor._standin import inventory_part, load_world_part
     from supervisor.inventory import load_inventory
     from supervisor.merge import State
     from supervisor.rules import load_rules
@@ -90,14 +107,20 @@ def _load(inputs: Inputs, clock: datetime | None, progress: Progress | None) -> 
     inventory: Inventory | None = None
     world: World | None = None
     rules: RuleSet | None = None
-    try:
-        inventory = load_inventory(inputs.inventory)
-    except SupervisorError as error:
-        problems.extend(error.problems)
-    try:
-        world = load_world(inputs.world, progress)
-    except SupervisorError as error:
-        problems.extend(error.problems)
+    if part is not None:
+        inventory = inventory_part(inputs.inventory, part)
+        world = load_world_part(inputs.world, part) if inventory is not None else None
+        if inventory is None or world is None:
+            return None
+    else:
+        try:
+            inventory = load_inventory(inputs.inventory)
+        except SupervisorError as error:
+            problems.extend(error.problems)
+        try:
+            world = load_world(inputs.world, progress)
+        except SupervisorError as error:
+            problems.extend(error.problems)
     try:
         rules = load_rules(inputs.rule_sources(), params=inputs.params())
     except SupervisorError as error:
@@ -116,7 +139,7 @@ def _load(inputs: Inputs, clock: datetime | None, progress: Progress | None) -> 
     if problems or inventory is None or world is None or rules is None:
         raise InputError(problems)
     now = now or clock or world.observed_at
-    return Loaded(State(inventory, world, now, remediations, maintenance), rules)
+    return Loaded(State(inventory, world, now, remediations, maintenance, part), rules)
 
 
 def evaluate_inputs(inputs: Inputs, *, clock: datetime | None = None,

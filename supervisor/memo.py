@@ -43,11 +43,14 @@ _USUAL = tuple(types[0] for types in COLUMNS)  # most rows: checked at once
 
 
 class Remembered(NamedTuple):
-    """An evaluation an earlier run made: what fired, when, and what it stays valid until."""
+    """An evaluation an earlier run made: what fired, when, and what it stays valid until; and
+    of the inputs it was made of, what a later run needs to load only part of them."""
 
     fired: list[Recommendation]
     now: datetime
     valid_until: datetime | None
+    depends_on: dict[str, list[str]]  # every service's dependencies, where it has any
+    timed: frozenset[str]  # the rules whose reasons read differently at another time
 
 
 def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evaluation, bool]:
@@ -55,27 +58,46 @@ def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evalu
     whether it did. Remembers this one for the next run. The caller pauses the collector
     (`manifest.Fresh`): many objects are made here, and few freed."""
     from supervisor.engine import evaluate as evaluate_all
-    from supervisor.incremental import Incremental
-    from supervisor.inputs import load
+    from supervisor.incremental import Incremental, graph, timed
+    from supervisor.inputs import load, load_part
 
-    loaded = load(inputs, clock=now)
     limits = current()
     path = cache.cache_path("evaluation", check.scope)
     identity = cache.identity(limits)
-    evaluation = None
+    remembered = None
     if check.changes is not None:
         remembered = recall(cache.read(path, identity), check.previous)
+    evaluation = loaded = None
+    if remembered is not None:
+        assert check.changes is not None
+        # Only the nodes the changed records touch are loaded, where that can be said.
+        nodes = Incremental.touched(inputs, remembered, check.changes, now)
+        part = load_part(inputs, nodes, clock=now) if nodes is not None else None
+        if part is not None:
+            evaluation = Incremental().resume(inputs, part, remembered, check.changes, now)
+            loaded = part if evaluation is not None else None
+    if loaded is None:
+        loaded = load(inputs, clock=now)
         if remembered is not None:
+            assert check.changes is not None
             evaluation = Incremental().resume(inputs, loaded, remembered, check.changes, now)
     resumed = evaluation is not None
     if evaluation is None:
         evaluation = evaluate_all(loaded.state, loaded.rules, limits=limits)
-    cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest))
+    # Taken up with part of the inventory, its dependencies are the remembered ones: the
+    # inventory is what it was.
+    depends_on = (remembered.depends_on if loaded.state.part is not None and remembered
+                  else graph(loaded.state.inventory))
+    cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest, depends_on,
+                                         timed(loaded.rules)))
     return loaded, evaluation, resumed
 
 
-def remember(evaluation: Evaluation, now: datetime, digest: str) -> dict[str, Any]:
-    """What the next run needs to take up `evaluation`, made at `now` of the inputs `digest`."""
+def remember(evaluation: Evaluation, now: datetime, digest: str,
+             depends_on: dict[str, list[str]], timed: frozenset[str]) -> dict[str, Any]:
+    """What the next run needs to take up `evaluation`, made at `now` of the inputs `digest`,
+    whose services depend on others as `depends_on` says, and whose rules `timed` read
+    differently at another time."""
     fired = sorted((*evaluation.recommendations, *evaluation.overruled),
                    key=lambda r: (r.order, r.subject.id))
     return {
@@ -84,6 +106,8 @@ def remember(evaluation: Evaluation, now: datetime, digest: str) -> dict[str, An
         "valid_until": (evaluation.valid_until.isoformat()
                         if evaluation.valid_until is not None else None),
         "fired": [[r.subject.kind, r.subject.id, *r[1:]] for r in fired],
+        "depends_on": depends_on,
+        "timed": sorted(timed),
     }
 
 
@@ -94,7 +118,11 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
         return None
     now, valid_until, rows = (recorded.get("now"), recorded.get("valid_until"),
                               recorded.get("fired"))
-    if not isinstance(rows, list):
+    depends_on, timed = recorded.get("depends_on"), recorded.get("timed")
+    if not (isinstance(rows, list) and type(depends_on) is dict and type(timed) is list
+            and all(type(rule) is str for rule in timed)
+            and all(type(dependencies) is list and all(type(d) is str for d in dependencies)
+                    for dependencies in depends_on.values())):
         return None
     try:
         moment = _moment(now)
@@ -108,7 +136,7 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
                 or all(type(value) in types for value, types in zip(row, COLUMNS, strict=True)))):
             return None
         fired.append(Recommendation(Subject(row[0], row[1]), *row[2:]))
-    return Remembered(fired, moment, until)
+    return Remembered(fired, moment, until, depends_on, frozenset(timed))
 
 
 def _moment(text: object) -> datetime:

@@ -20,9 +20,13 @@ class State:
 
     def __init__(self, inventory: Inventory, world: World, now: datetime,
                  remediations: dict[str, list[dict[str, Any]]] | None = None,
-                 maintenance: dict[str, dict[str, str]] | None = None) -> None:
+                 maintenance: dict[str, dict[str, str]] | None = None,
+                 part: frozenset[str] | None = None) -> None:
         self.inventory = inventory
         self.world = world
+        # The nodes whose declarations and services' records were loaded, when only some were
+        # (memo.py): documents that show another node's are not to be built. None: all.
+        self.part = part
         # Remediation attempts per subject id, oldest first: an input like deployments are.
         self.remediations = remediations or {}
         # Subjects a marking maintenance window covers, as `supervisor remediate` last saw them.

@@ -222,10 +222,17 @@ def test_what_a_full_evaluation_keeps_is_left_out_of_the_collectors_walks(
 def run_alone(inputs: Inputs, now: datetime) -> tuple[str, bool]:
     """One `run --once`'s evaluation, as a process of its own makes it: a new source, with only
     the cache carried over; its JSON and digest, and whether it took up the last one."""
+    found, resumed, _ = run_alone_loading(inputs, now)
+    return found, resumed
+
+
+def run_alone_loading(inputs: Inputs, now: datetime) -> tuple[str, bool, frozenset[str] | None]:
+    """`run_alone`, and the nodes it loaded, if only some."""
     source = Fresh()
     digest = source.fingerprint(inputs)
-    _, evaluation = source.evaluate(inputs, now)
-    return json.dumps(evaluation.to_json(), indent=2) + digest, source.resumed
+    loaded, evaluation = source.evaluate(inputs, now)
+    return (json.dumps(evaluation.to_json(), indent=2) + digest, source.resumed,
+            loaded.state.part)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -233,14 +240,17 @@ def test_an_evaluation_taken_up_by_the_next_run_equals_a_full_evaluation(
         seed: int, generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lab, inputs, now = changing_copy(generated, tmp_path, monkeypatch)
     rng = random.Random(seed)
-    taken_up = []
+    taken_up, parts = [], []
     for step in range(STEPS + 1):
         touched = change(rng, lab) if step else set()
         now += timedelta(seconds=rng.choice([0, 0, 5, 90, 900, -60, -86400]))
-        found, resumed = run_alone(inputs, now)
+        found, resumed, part = run_alone_loading(inputs, now)
         assert found == full(inputs, now, monkeypatch), touched
         taken_up.append(resumed)
+        if part is not None:
+            parts.append(len(part))
     assert any(taken_up) and not all(taken_up)  # both ways were taken
+    assert parts  # and some with only part of the inputs loaded
 
 
 def test_only_the_evaluation_of_the_inputs_as_they_were_is_taken_up(
@@ -275,6 +285,8 @@ def test_only_the_evaluation_of_the_inputs_as_they_were_is_taken_up(
 @pytest.mark.parametrize("garbage", [
     {"digest": None}, {"now": "yesterday"}, {"now": "2026-11-26T10:05:00"}, {"now": None},
     {"valid_until": 12}, {"valid_until": "soon"}, {"fired": {}}, {"fired": [["service"]]},
+    {"depends_on": None}, {"depends_on": []}, {"depends_on": {"a/b": "a/c"}},
+    {"depends_on": {"a/b": [1]}}, {"timed": None}, {"timed": "age"}, {"timed": [1]},
     *({"column": column} for column in range(memo.FIELDS)),
 ])
 def test_a_remembered_evaluation_not_in_the_shape_written_is_ignored(
