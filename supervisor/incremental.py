@@ -48,7 +48,7 @@ class Incremental:
         self._loaded: Loaded | None = None
         self._evaluation: Evaluation | None = None
         self._fired: dict[Subject, list[Recommendation]] = {}
-        self._dependants: dict[str, list[str]] = {}
+        self._depends_on: dict[str, list[str]] = {}
         self._timed: frozenset[str] = frozenset()
         self._pending: set[str] | None = None  # changes not yet evaluated
 
@@ -126,32 +126,30 @@ class Incremental:
         records = _records(inputs, {os.path.realpath(path) for path in changed})
         if records is None:
             return None
-        dependants = _invert(earlier.depends_on)
-        nodes: set[str] = set()
-        services: set[str] = set()
-        for kind, subject_id, _ in records:
-            node = subject_id.split("/", 1)[0]
-            nodes.add(node)
-            if kind == "service":
-                services.add(subject_id)
-            else:  # every service on it: those that depend or are depended on matter here
-                inside = node + "/"
-                services.update(service for service in (*earlier.depends_on, *dependants)
-                                if service.startswith(inside))
-        for service in list(services):
-            services.update(dependants.get(service, ()))
+        services = {subject_id for kind, subject_id, _ in records if kind == "service"}
+        rewritten = {subject_id for kind, subject_id, _ in records if kind == "node"}
+        nodes = {subject_id.split("/", 1)[0] for _, subject_id, _ in records}
+        touched: set[str] = set()  # services evaluated again, other than those on `rewritten`
+        depends_on = earlier.depends_on
+        for service, dependencies in depends_on.items():
+            if service.split("/", 1)[0] in rewritten:  # evaluated again: its dependencies shown
+                nodes.update(dependency.split("/", 1)[0] for dependency in dependencies)
+            if any(dependency in services or dependency.split("/", 1)[0] in rewritten
+                   for dependency in dependencies):
+                touched.add(service)  # a dependant
+        touched |= services
         if now != earlier.now:
             for recommendation in earlier.fired:
                 if recommendation.rule in earlier.timed:
                     subject = recommendation.subject
                     if subject.kind == "service":
-                        services.add(subject.id)
+                        touched.add(subject.id)
                     elif subject.kind == "node":
                         nodes.add(subject.id)
-        for service in services:
+        for service in touched:
             nodes.add(service.split("/", 1)[0])
             nodes.update(dependency.split("/", 1)[0]
-                         for dependency in earlier.depends_on.get(service, ()))
+                         for dependency in depends_on.get(service, ()))
         return nodes
 
     def _keep(self, loaded: Loaded, evaluation: Evaluation,
@@ -163,8 +161,8 @@ class Incremental:
             self._fired[recommendation.subject].append(recommendation)
         self._timed = timed(loaded.rules)
         # With part of the inventory loaded, the dependencies are the remembered ones.
-        self._dependants = _invert(earlier.depends_on if earlier is not None
-                                   else graph(loaded.state.inventory))
+        self._depends_on = (earlier.depends_on if earlier is not None
+                            else graph(loaded.state.inventory))
 
     def _apply(self, inputs: Inputs, loaded: Loaded, evaluation: Evaluation,
                changed: set[str], now: datetime) -> bool:
@@ -184,19 +182,21 @@ class Incremental:
             except InputError:
                 return False  # reported, with everything else, by a full evaluation
         affected: set[Subject] = set()
+        services: set[str] = set()
         for kind, subject_id, record in records:
             if kind == "service":
                 state.observed(service=subject_id, record=record)
-                services = [subject_id]
+                services.add(subject_id)
                 affected.add(Subject("node", subject_id.split("/", 1)[0]))
             else:
                 state.observed(node=subject_id, record=record)
-                services = list(state.hosted.get(subject_id, []))
+                services.update(state.hosted.get(subject_id, []))
                 affected.add(Subject("node", subject_id))
-            for service in services:
-                affected.add(Subject("service", service))
-                affected.update(Subject("service", dependant)
-                                for dependant in self._dependants.get(service, []))
+        # The services themselves, and those that depend on them.
+        affected.update(Subject("service", service) for service in services)
+        affected.update(Subject("service", dependant)
+                        for dependant, dependencies in self._depends_on.items()
+                        if not services.isdisjoint(dependencies))
         if now != state.now:
             affected.update(subject for subject, fired in self._fired.items()
                             if any(r.rule in self._timed for r in fired))
@@ -285,14 +285,6 @@ def graph(inventory: Inventory) -> dict[str, list[str]]:
     """Every service's dependencies, where it has any."""
     return {service.id: list(service.depends_on) for service in inventory.services.values()
             if service.depends_on}
-
-
-def _invert(depends_on: dict[str, list[str]]) -> dict[str, list[str]]:
-    dependants: dict[str, list[str]] = defaultdict(list)
-    for service, dependencies in depends_on.items():
-        for dependency in dependencies:
-            dependants[dependency].append(service)
-    return dependants
 
 
 def timed(rules: RuleSet) -> frozenset[str]:

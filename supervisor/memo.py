@@ -5,11 +5,15 @@ records evaluates only what they touch.
 used to evaluate everything again, though between two runs an observer typically rewrites a
 handful of records. So every such run leaves in the cache what each subject fired (before root
 causes overrule symptoms), with the digest of the inputs it was evaluated on and the time. The
-next run loads its inputs as before (from the cache of parsed files). When the digest check
-(`manifest.Check`) says that, since that very digest, only files it can name changed, the
-incremental evaluator takes up the remembered evaluation and evaluates again only what those
-files touch, or everything where it cannot (incremental.py lists when). The result is a full
-evaluation's, byte for byte: tests/test_incremental.py.
+next run checks its inputs' digest (`manifest.Check`). When it says that, since that very
+digest, only files it can name changed, and they are records of services and nodes, the run
+loads only the nodes those records touch (their declarations and their services' records;
+`Incremental.touched` says which, from the services' dependencies remembered here) and the
+incremental evaluator takes up the remembered evaluation, evaluating again only what the
+changed records touch. Where the nodes loaded do not hold all it needs, or anything else
+changed, everything is loaded (from the cache of parsed files), and evaluated again where it
+must be (incremental.py lists when). The result is a full evaluation's, byte for byte:
+tests/test_incremental.py, tests/test_partial.py.
 
 A remembered evaluation is trusted only for the digest it names, by this program (the cache's
 identity), and only in the shape written here; anything else is ignored and everything is
