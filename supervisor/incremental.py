@@ -11,6 +11,10 @@ done again over everything fired, which is cheap. Anything else (a file added or
 inventory, the rules, world.json, deployments, incidents, the remediation history, a clock past
 the evaluation's `valid_until`, a maintenance window ending) is evaluated in full, as `run
 --once` does. The result is the full evaluation's, byte for byte: tests/test_incremental.py.
+
+A `run --once` takes up the evaluation the last run remembered (memo.py) the same way, having
+loaded only the nodes the changed records touch (`touched`); where those do not hold every
+document the subjects evaluated again show (`_covered`), everything is loaded instead.
 """
 
 from __future__ import annotations
