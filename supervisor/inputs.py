@@ -85,12 +85,11 @@ def load_part(inputs: Inputs, nodes: set[str], *, clock: datetime | None = None
 
 def _load(inputs: Inputs, clock: datetime | None, progress: Progress | None,
           part: frozenset[str] | None = None) -> Loaded | None:
-    from supervisor._standin import inventory_part, load_world_part
-    from supervisor.inventory import load_inventory
+    from supervisor.inventory import inventory_part, load_inventory
     from supervisor.merge import State
     from supervisor.rules import load_rules
     from supervisor.timestamps import parse_time
-    from supervisor.world import load_world
+    from supervisor.world import load_world, load_world_part
 
     problems: list[Problem] = []
     now = None
