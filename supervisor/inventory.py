@@ -17,7 +17,7 @@ from supervisor.parsed import MISSING, Parsed
 SERVICES_FILE = "services.yaml"
 # The cache's shards, by node: a run that needs a few nodes reads a few (`inventory_part`), and
 # one after a file changed writes one.
-SHARDS = 16
+SHARDS = 64
 
 
 def load_inventory(root: Path) -> Inventory:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from pathlib import Path
 from typing import Any
 
 from supervisor import cache
@@ -28,19 +29,17 @@ MISSING: Any = object()
 
 class Parsed:
     """One reader's cache for one input root: `get` before reading a file, `put` after
-    checking it, `save` at the end. In `shards` files, and one more for the checks that passed
-    (`passed_before`), if any did."""
+    checking it, `save` at the end. In `shards` files, and an index, where needed, of the
+    checks that passed (`passed_before`) and of the shards that hold entries."""
 
     def __init__(self, kind: str, root: str, shards: int = 1) -> None:
-        scope = os.path.abspath(root)
-        self._shards = shards
-        self._paths = ([cache.cache_path(kind, scope)] if shards == 1 else
-                       [cache.cache_path(f"{kind}-{shard:02d}", scope) for shard in range(shards)])
-        self._on = self._paths[0] is not None
-        self._marks_path = cache.cache_path(f"{kind}-passed", scope)
+        self._kind, self._scope, self._shards = kind, os.path.abspath(root), shards
+        # Named as they are needed: a run asking for a few shards builds no 64 paths.
+        self._paths: dict[int, Path | None] = {}
+        self._on = cache.directory() is not None
         self._identity = cache.identity(current()) if self._on else ""
         self._old: list[dict[str, Any] | None] = [None] * shards  # each shard's, once read
-        self._old_passed: dict[str, Any] | None = None
+        self._index: dict[str, Any] | None = None
         self._new: list[dict[str, list[Any]]] = [{} for _ in range(shards)]
         self._passed: list[str] = []
         self._pending: dict[str, Stamp] = {}
@@ -105,36 +104,58 @@ class Parsed:
     def save(self) -> None:
         """Writes the shards whose entries changed, or lost some: a shard none of whose files
         was asked for lost them all (a save follows a load of every file), and its file goes.
-        Then the marks of the checks that passed, if they are new."""
+        Then the index, if it changed: the checks that passed, and which shards hold entries,
+        so that the next save removes only files that are there. (A run stopped before the
+        index is written may leave a shard file that no index names: its entries vouch for
+        their own stamps only, and it is overwritten once it holds entries again.)"""
         if not self._on:
             return
+        sharded = self._shards > 1
+        index = self._recorded() if sharded or self._passed else {}
+        listed = index.get("shards") if sharded else [0]
         for shard, old in enumerate(self._old):
             new = self._new[shard]
             if old is None:
-                cache.remove(self._paths[shard])
+                # Not known (a first run, an index lost): every one that may be there.
+                if not isinstance(listed, list) or shard in listed:
+                    cache.remove(self._path(shard))
             elif shard in self._changed or len(new) != len(old):
-                cache.write(self._paths[shard], self._identity, {"files": new})
-        if self._passed:
-            marks = dict.fromkeys(sorted(self._passed), self._vouched())
-            if marks != self._marks():
-                cache.write(self._marks_path, self._identity, {"passed": marks})
+                cache.write(self._path(shard), self._identity, {"files": new})
+        kept: dict[str, Any] = {"passed": dict.fromkeys(sorted(self._passed), self._vouched())
+                                if self._passed else {}}
+        if sharded:
+            kept["shards"] = [shard for shard, new in enumerate(self._new) if new]
+        if (sharded or self._passed) and kept != index:
+            cache.write(self._index_path(), self._identity, kept)
+
+    def _path(self, shard: int) -> Path | None:
+        if shard not in self._paths:
+            kind = self._kind if self._shards == 1 else f"{self._kind}-{shard:02d}"
+            self._paths[shard] = cache.cache_path(kind, self._scope)
+        return self._paths[shard]
+
+    def _index_path(self) -> Path | None:
+        return cache.cache_path(f"{self._kind}-index", self._scope)
 
     def _entries(self, shard: int) -> dict[str, Any]:
         """The shard's entries as last kept, read from its file the first time."""
         old = self._old[shard]
         if old is None:
-            recorded = cache.read(self._paths[shard], self._identity) or {}
+            recorded = cache.read(self._path(shard), self._identity) or {}
             files = recorded.get("files")
             old = self._old[shard] = files if isinstance(files, dict) else {}
         return old
 
+    def _recorded(self) -> dict[str, Any]:
+        """The index as last written."""
+        if self._index is None:
+            self._index = cache.read(self._index_path(), self._identity) or {}
+        return self._index
+
     def _marks(self) -> dict[str, Any]:
         """The checks that passed, each with the digest of the entries it passed on."""
-        if self._old_passed is None:
-            recorded = cache.read(self._marks_path, self._identity) or {}
-            marks = recorded.get("passed")
-            self._old_passed = marks if isinstance(marks, dict) else {}
-        return self._old_passed
+        marks = self._recorded().get("passed")
+        return marks if isinstance(marks, dict) else {}
 
     def _shard(self, path: str) -> int:
         if self._shards == 1:

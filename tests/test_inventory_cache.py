@@ -27,8 +27,8 @@ from supervisor.model import Inventory
 
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A generated lab of 40 nodes (every shard holds some); files written a moment ago count
-    as settled (outside tests that takes two seconds)."""
+    """A generated lab of 40 nodes (in 40 shards); files written a moment ago count as settled
+    (outside tests that takes two seconds)."""
     monkeypatch.setattr(cache, "RACY_NS", -1)
     lab = tmp_path / "lab"
     subprocess.run([sys.executable, str(ROOT / "bench" / "generate.py"), str(lab), "--nodes",
@@ -114,8 +114,8 @@ def test_a_warm_load_by_node_gives_what_a_load_without_the_cache_does(
     expected = cold(root)
     assert shards() == {}
     assert same(load_inventory(root), expected)  # fills the cache
-    assert set(shards()) == set(range(SHARDS))
     assert set(shards()) == {shard_of(node) for node in expected.nodes}
+    assert len(shards()) == 40
     no_reading(monkeypatch)
     assert same(load_inventory(root), expected)
     assert same(walked(lab), expected)
@@ -126,12 +126,14 @@ def test_a_changed_file_rewrites_the_shard_of_its_node_only(
     root = lab / "hosts"
     load_inventory(root)
     written = writes(monkeypatch)
+    removed: list[Path | None] = []
+    monkeypatch.setattr(cache, "remove", removed.append)
     load_inventory(root)
-    assert written == []  # nothing changed
+    assert written == [] and removed == []  # nothing changed, nothing to remove
     edit(lab, "node0007", "services:\n", "services:\n  added: {}\n")
     found = walked(lab)
     assert same(found, cold(root)) and "node0007/added" in found.services
-    assert [name.split("-")[1] for name in written] == [f"{shard_of('node0007'):02d}", "passed"]
+    assert [name.split("-")[1] for name in written] == [f"{shard_of('node0007'):02d}", "index"]
     written.clear()
     assert same(walked(lab), found) and written == []
 
@@ -146,25 +148,36 @@ def test_a_removed_node_rewrites_its_shard_and_the_check_runs_again(
     needed = next(dependency.split("/")[0] for service in expected.services.values()
                   for dependency in service.depends_on if dependency.split("/")[0] != service.node)
     shutil.rmtree(root / needed)
-    written = writes(monkeypatch)
     assert "which no node declares" in problem_of(root) and runs == [1]
-    assert f"inventory-{shard_of(needed):02d}-" in " ".join(written)
     assert "which no node declares" in problem_of(root) and runs == [1, 1]
 
 
-def test_the_shard_file_of_nodes_all_gone_is_removed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def kept_nodes(path: Path) -> list[str]:
+    entries = cache.read(path, cache.identity(current()))
+    assert entries is not None
+    return sorted(Path(file).parent.name for file in entries["files"])
+
+
+@pytest.mark.parametrize("index", ["kept", "lost"])
+def test_a_shard_that_lost_nodes_is_rewritten_and_one_that_lost_all_removed(
+        index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache, "RACY_NS", -1)
     root = tmp_path / "hosts"
-    for node in ("alpha", "beta"):
+    for node in ("alpha", "beta", "gamma62"):
         (root / node).mkdir(parents=True)
         (root / node / "services.yaml").write_text("services:\n  web: {}\n")
-    assert shard_of("alpha") != shard_of("beta")
+    assert shard_of("alpha") == shard_of("gamma62") != shard_of("beta")
     load_inventory(root)
     assert set(shards()) == {shard_of("alpha"), shard_of("beta")}
+    assert kept_nodes(shards()[shard_of("alpha")]) == ["alpha", "gamma62"]
+    if index == "lost":  # which shards hold entries is not known: all may
+        (only,) = Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("inventory-index-*.json")
+        only.unlink()
     shutil.rmtree(root / "beta")
+    shutil.rmtree(root / "gamma62")
     assert list(load_inventory(root).nodes) == ["alpha"]
     assert set(shards()) == {shard_of("alpha")}
+    assert kept_nodes(shards()[shard_of("alpha")]) == ["alpha"]
 
 
 def test_a_failed_check_is_run_again_on_the_same_files(
