@@ -8,8 +8,8 @@ found, with lines and columns, by reading them again.
 
 A reader may split its cache in shards, by the name of the directory holding each file (the
 inventory: by node). A shard's file is read only when one of its files is first asked for, so a
-reader that needs a few nodes reads a few shards (`inventory.inventory_part`), and a run after one file changed writes one
-shard, not every value of the inventory.
+reader that needs a few nodes reads a few shards (`inventory.inventory_part`), and a run after
+one file changed writes one shard, not every value of the inventory.
 """
 
 from __future__ import annotations
