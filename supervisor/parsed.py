@@ -44,6 +44,7 @@ class Parsed:
         self._passed: list[str] = []
         self._pending: dict[str, Stamp] = {}
         self._changed: set[int] = set()  # shards given new values
+        self._missed = False  # a file was read, not taken from the cache
         # A stamp the walk saw, or bytes the digest check read, vouch for nothing later than
         # the walk's start: entries kept in this run are kept as of then.
         reading = walked()
@@ -55,6 +56,7 @@ class Parsed:
             return MISSING
         stamp = known_stamp(path)
         if stamp is None:
+            self._missed = True
             return MISSING
         shard = self._shard(path)
         entry: Any = self._entries(shard).get(path)
@@ -62,6 +64,7 @@ class Parsed:
             self._new[shard][path] = entry
             return entry[5]
         self._pending[path] = stamp
+        self._missed = True
         drop_unless_read_as(path, stamp)  # its value is kept under `stamp`: so its bytes
         return MISSING
 
@@ -77,6 +80,7 @@ class Parsed:
         entry = self._new[self._shard(path)].pop(path, None)
         if entry is not None:
             self._pending[path] = (entry[0], entry[1], entry[2], entry[3])
+            self._missed = True
 
     def put(self, path: str, value: Any) -> None:
         """`path` (asked for with `get`) was read and found valid: it gave `value`."""
@@ -93,9 +97,11 @@ class Parsed:
 
         The mark says which files it passed on (a digest of their paths and stamps), not just
         that it passed: the shards are written one by one, and a run stopped between two must
-        not leave a mark that vouches for other files. A file read in this run (not taken from
-        the cache) is kept under a new stamp or not at all: the digest differs."""
-        return self._on and self._marks().get(check) == self._vouched()
+        not leave a mark that vouches for other files. And a file read in this run, not taken
+        from the cache, may hold what the mark never saw under the very same stamp (rewritten
+        within the clock's grain: `cache.trusted`)."""
+        return (self._on and not self._missed
+                and self._marks().get(check) == self._vouched())
 
     def passed(self, check: str) -> None:
         """`check` passed on the files read in this run (and kept, with `save`)."""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from support.scenarios import ROOT
 
-from supervisor import cache, inventory, loader
+from supervisor import cache, inventory, loader, parsed
 from supervisor.errors import InputError
 from supervisor.inputs import Inputs
 from supervisor.inventory import SHARDS, inventory_part, load_inventory
@@ -412,3 +412,22 @@ def test_a_part_imports_neither_yaml_nor_the_validator(lab: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code, str(lab)], capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_file_read_again_under_the_same_stamp_is_checked_again(
+        lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file rewritten within the clock's grain can keep its stamp: its entry is not trusted
+    and it is read again, and what it now holds was never checked with the others."""
+    root = lab / "hosts"
+    path = root / "node0003" / "services.yaml"
+    walked(lab)  # the check passes: its mark names these stamps
+    stamp = cache.stamp_from(path.stat())
+    edit(lab, "node0003", *BROKEN)
+    # As a file system with a coarse clock would show it: the same stamp, and too recent to
+    # vouch for the entry kept under it.
+    monkeypatch.setattr(parsed, "known_stamp", lambda seen: stamp if seen == str(path)
+                        else cache.stamp_from(os.stat(seen)))
+    monkeypatch.setattr(cache, "trusted", lambda found, taken: found != stamp)
+    runs = checks(monkeypatch)
+    assert "depends on node0003/nowhere" in problem_of(root)
+    assert runs == [1]
