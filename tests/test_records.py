@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.reads import records_read, shard_reads
 from support.scenarios import FIXTURES, ROOT
 from typer.testing import CliRunner
 
-from supervisor import cache, records, world
+from supervisor import cache, records
 from supervisor.cli import app
 from supervisor.errors import InputError
 from supervisor.inputs import Inputs
@@ -78,19 +79,6 @@ def in_time_order(found: World | str) -> bool:
                                         key=lambda record: (record["started_at"], record["id"]))
             and found.incidents == sorted(found.incidents,
                                           key=lambda record: (record["opened_at"], record["id"])))
-
-
-def no_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records read from now on (none, when the cache gives them all)."""
-    read: list[str] = []
-    real = world.read_record
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        read.append(str(args[0]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(world, "read_record", counting)
-    return read
 
 
 def services(lab: Path) -> list[Path]:
@@ -205,7 +193,7 @@ def test_a_change_loads_what_a_load_without_the_cache_does(
         monkeypatch: pytest.MonkeyPatch) -> None:
     unchanged = cold(lab, monkeypatch)
     assert load(lab) == unchanged  # fills the cache
-    read = no_reading(monkeypatch)
+    read = records_read(monkeypatch)
     assert load(lab) == unchanged and read == []  # all of it from the cache
     CHANGES[change](lab)
     expected = cold(lab, monkeypatch)
@@ -222,7 +210,7 @@ def test_only_the_changed_file_is_read_and_only_its_shard_rewritten(
     before = {path: path.stat().st_ino for path in shards}
     flip(services(lab)[3])
     expected = cold(lab, monkeypatch)
-    read = no_reading(monkeypatch)
+    read = records_read(monkeypatch)
     assert walked(lab) == expected
     assert read == [str(services(lab)[3])]
     rewritten = [path for path in shards if path.stat().st_ino != before[path]]
@@ -334,7 +322,7 @@ def test_the_homelab_fixture_loads_the_same(tmp_path: Path,
     shutil.copytree(FIXTURES / "homelab", lab)
     expected = cold(lab, monkeypatch)
     assert walked(lab) == expected and fresh(lab) == expected
-    read = no_reading(monkeypatch)
+    read = records_read(monkeypatch)
     assert walked(lab) == expected and fresh(lab) == expected and read == []
 
 
@@ -425,20 +413,6 @@ def kept_directories() -> dict[str, Any]:
     for path in Path(os.environ["SUPERVISOR_CACHE_DIR"]).glob("world-*.json"):
         found.update(shard(path)["directories"])
     return found
-
-
-def shard_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The world cache's shard files read from now on."""
-    read: list[str] = []
-    real = cache.read
-
-    def counting(path: Path | None, expected: str) -> Any:
-        if path is not None and path.name.startswith("world-"):
-            read.append(path.name)
-        return real(path, expected)
-
-    monkeypatch.setattr(cache, "read", counting)
-    return read
 
 
 def test_a_shard_is_read_when_one_of_its_directories_is_first_asked_for(

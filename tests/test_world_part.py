@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.reads import records_read, shard_reads
 from support.scenarios import ROOT
 
 from supervisor import cache, records, world
@@ -77,31 +78,6 @@ def same(found: World | None, expected: World) -> bool:
     return (found is not None and found == expected
             and list(found.services) == list(expected.services)
             and list(found.nodes) == list(expected.nodes))
-
-
-def records_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    read: list[str] = []
-    real = world.read_record
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        read.append(str(args[0]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(world, "read_record", counting)
-    return read
-
-
-def shard_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    read: list[str] = []
-    real = cache.read
-
-    def counting(path: Path | None, expected: str) -> Any:
-        if path is not None and path.name.startswith("world-"):
-            read.append(path.name)
-        return real(path, expected)
-
-    monkeypatch.setattr(cache, "read", counting)
-    return read
 
 
 def shard_of(relative: str) -> str:
