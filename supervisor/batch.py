@@ -206,7 +206,7 @@ class _Batcher:
         if allowed is None:
             return _all_deferred
         function = self.functions.FUNCTION_TABLE[name]["function"]
-        table_of_functions = self.functions
+        table_of_functions: Any = self.functions  # RuleFunctions: told whose call it is
         args = [self.compile(child) for child in node["children"]]
 
         # Other types than the declared ones take the closure's checked path, and a call that
@@ -221,12 +221,13 @@ class _Batcher:
                 for position, item in enumerate(only(table, rows)):
                     kind, value = type(item), DEFER
                     if kind in kinds and (kind is not list or len(item) <= steps):
+                        row = position if rows is None else rows[position]
+                        table_of_functions.subject = table.subjects[row]  # whose moments
                         try:
                             value = function(table_of_functions, item)
                         except Exception:  # noqa: BLE001 - the closure raises it again
                             value = DEFER
                         if kind is list and item and value is not DEFER:
-                            row = position if rows is None else rows[position]
                             charges[row] = charges.get(row, 0) + len(item)
                     found.append(value)
                 return found
@@ -243,6 +244,8 @@ class _Batcher:
                     if (kind in first_kinds and other_kind in second_kinds
                             and (kind is not list or len(one) <= steps)
                             and (other_kind is not list or len(other) <= steps)):
+                        row = position if rows is None else rows[position]
+                        table_of_functions.subject = table.subjects[row]  # whose moments
                         try:
                             value = function(table_of_functions, one, other)
                         except Exception:  # noqa: BLE001 - the closure raises it again
@@ -251,7 +254,6 @@ class _Batcher:
                             spent = (len(one) if kind is list else 0) + (
                                 len(other) if other_kind is list else 0)
                             if spent:
-                                row = position if rows is None else rows[position]
                                 charges[row] = charges.get(row, 0) + spent
                     found.append(value)
                 return found

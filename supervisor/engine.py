@@ -82,6 +82,9 @@ class Evaluation(NamedTuple):
     overruled: dict[Recommendation, Recommendation]
     # The same inputs evaluated before this moment give the same recommendations (None: ever).
     valid_until: datetime | None = None
+    # The subjects whose evaluation saw a moment that `valid_until` is reached from (None among
+    # them: a moment seen outside any subject's turn).
+    pinned: frozenset[Subject | None] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -171,6 +174,7 @@ def evaluate(
             subject, value = subjects[index], values[index]
             key = "match"
             budget.renew()
+            functions.subject = subject  # the moments its time functions see are its own
             try:
                 if value is DEFER:
                     value = matcher(_document(state, documents, subjects, index, params))
@@ -210,13 +214,15 @@ def evaluate(
         for subject in subjects
         if subject in trace
     } if tracing else {}
+    until = valid_until(state.now, functions.moments, rules)
     return Evaluation(
         now=state.now_text,
         summary=summarize(recommendations),
         recommendations=recommendations,
         traces=traces,
         overruled=overruled,
-        valid_until=valid_until(state.now, functions.moments, rules),
+        valid_until=until,
+        pinned=pinned(until, functions.seen_by, rules),
     )
 
 
@@ -361,6 +367,22 @@ def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> dateti
         except OverflowError:
             return now  # at the ends of the calendar: never reuse, always evaluate again
     return earliest
+
+
+def pinned(until: datetime | None, seen_by: dict[datetime, set[Any]], rules: RuleSet
+           ) -> frozenset[Subject | None]:
+    """The subjects that saw a moment from which `valid_until` reached `until`: only their
+    evaluation holds the evaluation to that moment, so one that evaluates them again and not
+    the others must find it again or not trust it (incremental.py)."""
+    if until is None:
+        return frozenset()
+    found: set[Subject | None] = set()
+    for seconds in _thresholds(rules):
+        try:
+            found.update(seen_by.get(until - timedelta(seconds=seconds), ()))
+        except OverflowError:
+            found.add(None)
+    return frozenset(found)
 
 
 def _thresholds(rules: RuleSet) -> set[float]:

@@ -27,6 +27,11 @@ class RuleFunctions(functions.Functions):
         # Every moment a time function compared with now: an evaluation of the same inputs can
         # only change when now passes one of them plus some threshold (see engine.valid_until).
         self.moments: set[datetime] = set()
+        # And which subjects' evaluations saw each (the engine and the batch say whose turn it
+        # is): a later evaluation of only some subjects must know whether the moment the last
+        # one holds until was seen by a subject it does not evaluate again (incremental.py).
+        self.subject: Any = None
+        self.seen_by: dict[datetime, set[Any]] = {}
 
     def _timestamp(self, function: str, value: str) -> datetime:
         try:
@@ -34,6 +39,10 @@ class RuleFunctions(functions.Functions):
         except ValueError:
             raise JMESPathTypeError(function, value, "string", ["RFC 3339 timestamp"]) from None
         self.moments.add(moment)
+        seen = self.seen_by.get(moment)
+        if seen is None:
+            seen = self.seen_by[moment] = set()
+        seen.add(self.subject)
         return moment
 
     @functions.signature({"types": ["string", "null"]})

@@ -55,6 +55,7 @@ class Incremental:
         self._depends_on: dict[str, list[str]] = {}
         self._timed: frozenset[str] = frozenset()
         self._pending: set[str] | None = None  # changes not yet evaluated
+        self._pinned: frozenset[Subject | None] = frozenset()  # see `Evaluation.pinned`
 
     def notice(self, changed: set[str] | None) -> None:
         """The watcher saw these paths change (None: something it cannot say)."""
@@ -166,6 +167,7 @@ class Incremental:
                                else (*evaluation.recommendations, *evaluation.overruled)):
             self._fired[recommendation.subject].append(recommendation)
         self._timed = timed(loaded.rules)
+        self._pinned = earlier.pinned if earlier is not None else evaluation.pinned
         # With part of the inventory loaded, the dependencies are the remembered ones.
         self._depends_on = (earlier.depends_on if earlier is not None
                             else graph(loaded.state.inventory))
@@ -216,11 +218,19 @@ class Incremental:
             partial = evaluate(view, loaded.rules, limits=current())
         except SupervisorError:
             return False  # a rule that fails: a full evaluation says where, and how often
+        until = evaluation.valid_until
+        # The last evaluation holds until a moment some subjects' evaluation saw; where all of
+        # them were evaluated again and none saw it this time, when the others' evaluation
+        # stops holding is not known (a failing service now ok no longer times its failure).
+        if until is not None and (None in self._pinned or self._pinned <= affected) and (
+                partial.valid_until is None or partial.valid_until > until):
+            return False
         for subject in affected:
             self._fired.pop(subject, None)
         for recommendation in (*partial.recommendations, *partial.overruled):
             self._fired[recommendation.subject].append(recommendation)
-        self._evaluation = self._combine(loaded, evaluation, partial)
+        self._evaluation = self._combine(loaded, evaluation, partial, affected)
+        self._pinned = self._evaluation.pinned
         return True
 
     def _same_time(self, before: datetime, now: datetime, evaluation: Evaluation) -> bool:
@@ -235,8 +245,11 @@ class Incremental:
         return not any(before < end <= now or now < end <= before
                        for end in self._loaded.state.maintenance_ends())
 
-    def _combine(self, loaded: Loaded, earlier: Evaluation, partial: Evaluation) -> Evaluation:
-        """Overruling, order and summary over everything fired, as `engine.evaluate` does."""
+    def _combine(self, loaded: Loaded, earlier: Evaluation, partial: Evaluation,
+                 affected: set[Subject]) -> Evaluation:
+        """Overruling, order and summary over everything fired, as `engine.evaluate` does;
+        valid until the sooner of the two, as seen by the subjects not evaluated again and by
+        those that were."""
         rules = {rule.id: rule for rule in loaded.rules.rules}
         fired = sorted((recommendation for recommendations in self._fired.values()
                         for recommendation in recommendations),
@@ -248,9 +261,15 @@ class Incremental:
         ))
         moments = [moment for moment in (earlier.valid_until, partial.valid_until)
                    if moment is not None]
+        until = min(moments) if moments else None
+        pinned: set[Subject | None] = set()
+        if until is not None and until == earlier.valid_until:
+            pinned |= self._pinned - affected
+        if until is not None and until == partial.valid_until:
+            pinned |= partial.pinned
         return Evaluation(now=loaded.state.now_text, summary=summarize(recommendations),
                           recommendations=recommendations, traces={}, overruled=overruled,
-                          valid_until=min(moments) if moments else None)
+                          valid_until=until, pinned=frozenset(pinned))
 
 
 def _records(inputs: Inputs, changed: set[str]) -> list[tuple[str, str, str]] | None:

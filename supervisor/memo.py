@@ -55,6 +55,7 @@ class Remembered(NamedTuple):
     valid_until: datetime | None
     depends_on: dict[str, list[str]]  # every service's dependencies, where it has any
     timed: frozenset[str]  # the rules whose reasons read differently at another time
+    pinned: frozenset[Subject | None]  # whose evaluation holds it to `valid_until` (engine.py)
 
 
 def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evaluation, bool]:
@@ -112,6 +113,8 @@ def remember(evaluation: Evaluation, now: datetime, digest: str,
         "fired": [[r.subject.kind, r.subject.id, *r[1:]] for r in fired],
         "depends_on": depends_on,
         "timed": sorted(timed),
+        "pinned": sorted(([subject.kind, subject.id] if subject is not None else None
+                          for subject in evaluation.pinned), key=lambda row: row or []),
     }
 
 
@@ -123,8 +126,13 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
     now, valid_until, rows = (recorded.get("now"), recorded.get("valid_until"),
                               recorded.get("fired"))
     depends_on, timed = recorded.get("depends_on"), recorded.get("timed")
+    pinned = recorded.get("pinned")
     if not (isinstance(rows, list) and type(depends_on) is dict and type(timed) is list
             and all(type(rule) is str for rule in timed)
+            and type(pinned) is list
+            and all(row is None or (type(row) is list and len(row) == 2
+                                    and all(type(part) is str for part in row))
+                    for row in pinned)
             and all(type(dependencies) is list and all(type(d) is str for d in dependencies)
                     for dependencies in depends_on.values())):
         return None
@@ -140,7 +148,8 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
                 or all(type(value) in types for value, types in zip(row, COLUMNS, strict=True)))):
             return None
         fired.append(Recommendation(Subject(row[0], row[1]), *row[2:]))
-    return Remembered(fired, moment, until, depends_on, frozenset(timed))
+    return Remembered(fired, moment, until, depends_on, frozenset(timed),
+                      frozenset(Subject(*row) if row is not None else None for row in pinned))
 
 
 def _moment(text: object) -> datetime:
