@@ -54,6 +54,7 @@ class Incremental:
         self._fired: dict[Subject, list[Recommendation]] = {}
         self._depends_on: dict[str, list[str]] = {}
         self._timed: frozenset[str] = frozenset()
+        self._clocked = False  # a matcher reads `now` itself: see `clocked`
         self._pending: set[str] | None = None  # changes not yet evaluated
         self._pinned: frozenset[Subject | None] = frozenset()  # see `Evaluation.pinned`
 
@@ -167,6 +168,7 @@ class Incremental:
                                else (*evaluation.recommendations, *evaluation.overruled)):
             self._fired[recommendation.subject].append(recommendation)
         self._timed = timed(loaded.rules)
+        self._clocked = clocked(loaded.rules)
         self._pinned = earlier.pinned if earlier is not None else evaluation.pinned
         # With part of the inventory loaded, the dependencies are the remembered ones.
         self._depends_on = (earlier.depends_on if earlier is not None
@@ -178,6 +180,8 @@ class Incremental:
         state = loaded.state
         if inputs.now is None and not self._same_time(state.now, now, evaluation):
             return False
+        if now != state.now and self._clocked:
+            return False  # any subject may match, or stop matching, at another time
         updates = _records(inputs, changed)
         if updates is None or not all(
                 subject_id in (state.world.services if kind == "service" else state.world.nodes)
@@ -318,6 +322,25 @@ def timed(rules: RuleSet) -> frozenset[str]:
     return frozenset(rule.id for rule in rules.rules
                      if rule.reason is not None and any(map(_reads_time,
                                                             rule.reason.expressions)))
+
+
+def clocked(rules: RuleSet) -> bool:
+    """Whether a matcher reads `now` itself, not through a time function: its result may
+    change at another time on any subject, and `valid_until` (which follows only the moments
+    time functions see) does not say when."""
+    return any(_reads_now(rule.ast) for rule in rules.rules if rule.enabled)
+
+
+def _reads_now(ast: Any) -> bool:
+    pending = [ast]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "field" and node.get("value") == "now":
+            return True
+        pending.extend(node.get("children", []))
+    return False
 
 
 def _reads_time(ast: Any) -> bool:

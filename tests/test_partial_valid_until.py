@@ -114,3 +114,24 @@ def test_a_run_taking_up_an_evaluation_holds_it_until_what_a_full_one_says(
          T0 + timedelta(seconds=30)),
     ], rules=AGED)
     assert resumed == [True, False, True]
+
+
+NOW_READ = """\
+rules:
+  - id: half-past
+    condition: unhealthy_service
+    match: "contains(now, ':00:3') && service.actual != `null`"
+    event: reconcile_recommended
+    action: investigate
+    reason: "{{ subject.id }} evaluated at half past"
+"""
+
+
+def test_a_matcher_reading_now_itself_is_evaluated_everywhere_when_the_clock_moves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No time function sees the moment it stops matching, so `valid_until` cannot say."""
+    resumed = compare(tmp_path, monkeypatch, lambda lab: None, [
+        (lambda lab: record(lab, "nas01/redis", status="failed"), T0 + timedelta(seconds=15)),
+        (lambda lab: record(lab, "nas01/redis", status="ok"), T0 + timedelta(seconds=15)),
+    ], rules=NOW_READ)
+    assert resumed == [False, True]  # at the same time, taken up all the same
