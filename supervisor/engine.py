@@ -345,7 +345,7 @@ def _failure(rules: RuleSet, rule_id: str, found: list[tuple[str, str]]) -> Prob
 
 
 def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> datetime | None:
-    """The first moment after `now` at which a time-dependent result could change.
+    """The first moment, `now` or later, after which a time-dependent result could change.
 
     Time enters rules only through time functions, compared with thresholds. A comparison of
     `now - moment` with a threshold can only flip when now reaches `moment + threshold`; the
@@ -359,8 +359,9 @@ def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> dateti
     earliest: datetime | None = None
     for seconds in _thresholds(rules):
         try:
-            # The earliest moment m with m + seconds > now.
-            index = bisect.bisect_right(ordered, now - timedelta(seconds=seconds))
+            # The earliest moment m with m + seconds >= now: `age > seconds` that does not hold
+            # at now = m + seconds holds a microsecond later (then nothing can be reused).
+            index = bisect.bisect_left(ordered, now - timedelta(seconds=seconds))
             if index < len(ordered):
                 candidate = ordered[index] + timedelta(seconds=seconds)
                 earliest = candidate if earliest is None else min(earliest, candidate)

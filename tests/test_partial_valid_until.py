@@ -1,10 +1,12 @@
 """A run --once that takes up the last evaluation writes what it writes with the cache off,
-its checkpoint's `valid_until` included, as failures start and end and the clock moves on."""
+its checkpoint's `valid_until` included, as failures start and end, the clock moves on (to
+the very moment a threshold is reached), and random records are rewritten."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 from collections.abc import Callable
@@ -135,3 +137,132 @@ def test_a_matcher_reading_now_itself_is_evaluated_everywhere_when_the_clock_mov
         (lambda lab: record(lab, "nas01/redis", status="ok"), T0 + timedelta(seconds=15)),
     ], rules=NOW_READ)
     assert resumed == [False, True]  # at the same time, taken up all the same
+
+
+STALE = """\
+rules:
+  - id: stale-soon
+    subject: world
+    condition: stale_world
+    match: "age_seconds(world.observed_at) > `120`"
+    event: reconcile_recommended
+    action: investigate
+    reason: "the world is old"
+"""
+
+
+def test_an_evaluation_on_the_moment_a_threshold_is_reached_holds_no_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 10:02:00 the world, observed at 10:00:00, is 120 s old: not older than 120 s, as it
+    is a moment later; the evaluation then holds until that moment, not until the next one."""
+    at_the_limit = parse_time("2026-11-26T10:02:00Z")
+    resumed = compare(tmp_path, monkeypatch, lambda lab: None, [
+        (lambda lab: record(lab, "nas01/redis", status="failed"), at_the_limit),
+        (lambda lab: record(lab, "nas01/redis", status="ok"), at_the_limit
+         + timedelta(seconds=5)),
+    ], rules=STALE)
+    assert resumed == [False, False]
+
+
+# Random records rewritten, on a lab with subjects known from one place only, a remediation
+# history with maintenance windows, and rules that read other subjects' documents and the time.
+
+EXTRA = """\
+rules:
+  - id: failing-long
+    condition: unhealthy_service
+    match: "service.actual.status == 'failed' && age_seconds(service.actual.since) > `600`"
+    event: reconcile_recommended
+    action: investigate
+    reason: "{{ subject.id }} failing for {{ duration(age_seconds(service.actual.since)) }}"
+  - id: node-many-failing
+    subject: node
+    condition: unhealthy_service
+    match: "length(services[?actual.status == 'failed']) > `1`"
+    event: reconcile_recommended
+    action: investigate
+    reason: "{{ subject.id }}: {{ services[?actual.status == 'failed'].id }}"
+    overrules:
+      subjects: hosted_services
+      actions: [investigate]
+  - id: host-offline-dependency
+    condition: dependency_unavailable
+    match: "length(dependencies[?host.actual.status == 'offline' || actual.restarts > `2`]) > `0`"
+    event: reconcile_recommended
+    action: investigate
+    reason: >-
+      {{ subject.id }} waits on
+      {{ dependencies[?host.actual.status == 'offline' || actual.restarts > `2`].id }} at {{ now }}
+  - id: world-old
+    subject: world
+    condition: stale_world
+    match: "age_seconds(world.observed_at) > `120`"
+    event: reconcile_recommended
+    action: investigate
+    reason: "world {{ duration(age_seconds(world.observed_at)) }} old"
+    overrules:
+      subjects: all
+      actions: [redeploy]
+"""
+STATUSES = ["ok", "failed", "degraded", "stopped", "starting"]
+
+
+def odd_subjects(lab: Path) -> None:
+    """A node and a service known from the world only, a service from a deployment only, one
+    from an incident only; a remediation history, with maintenance windows ending."""
+    world = lab / "world"
+    rewrite(world / "nodes" / "ghost.json",
+            json.dumps({"status": "online", "last_seen": "2026-11-26T09:59:00Z"}))
+    rewrite(world / "services" / "ghost" / "svc.json",
+            json.dumps({"status": "ok", "since": "2026-11-26T09:00:00Z"}))
+    rewrite(world / "deployments" / "dep-x.json", json.dumps({
+        "id": "dep-x", "service": "lab01/phantom", "status": "failed",
+        "started_at": "2026-11-26T09:50:00Z", "finished_at": "2026-11-26T09:51:00Z"}))
+    rewrite(world / "incidents" / "inc-x.json", json.dumps({
+        "id": "inc-x", "subject": "edge01/ghostly", "status": "open", "severity": "critical",
+        "opened_at": "2026-11-26T09:00:00Z", "title": "unreachable"}))
+    history = json.loads(
+        (HOMELAB.parent / "remediation-failures-repeated" / "remediations.json").read_text())
+    history["subjects"]["nas01/redis"] = history["subjects"]["media01/radarr"]
+    history["maintenance"] = {"nas01/redis": {"window": "w1", "until": "2026-11-26T10:01:00Z"},
+                              "media01": {"window": "w2", "until": "2026-11-26T10:05:00Z"}}
+    rewrite(lab / "remediations.json", json.dumps(history))
+
+
+def observed(seed: int) -> Step:
+    """An observer rewriting one to three records, the same ones on every call."""
+    def step(lab: Path) -> None:
+        rng = random.Random(seed)
+        world = lab / "world"
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            fields: dict[str, object]
+            if rng.random() < 0.3:
+                subject = rng.choice(sorted((world / "nodes").glob("*.json"))).stem
+                fields = {"status": rng.choice(["online", "offline"])}
+                if rng.random() < 0.5:
+                    fields["last_seen"] = format_time(
+                        T0 - timedelta(seconds=rng.choice([30, 500, 700, -400])))
+            else:
+                path = rng.choice(sorted((world / "services").glob("*/*.json")))
+                subject = f"{path.parent.name}/{path.stem}"
+                fields = {"status": rng.choice(STATUSES), "restarts": rng.randint(0, 4)}
+                if rng.random() < 0.5:
+                    fields["since"] = format_time(
+                        T0 - timedelta(seconds=rng.choice([100, 550, 700, 3000])))
+            record(lab, subject, **fields)
+    return step
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("fixed", [False, True], ids=["clock", "now"])
+def test_random_records_rewritten_as_the_clock_moves(
+        seed: int, fixed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    clock = T0
+    steps = []
+    for _ in range(10):
+        clock += timedelta(seconds=rng.choice([0, 0, 0, 1, 5, 20, 45, 90, 300, -30]))
+        steps.append((observed(rng.randint(0, 1 << 30)), clock))
+    resumed = compare(tmp_path, monkeypatch, odd_subjects, steps, rules=EXTRA, now=fixed,
+                      remediations=True)
+    assert any(resumed) or fixed  # with --now, each time is other inputs
