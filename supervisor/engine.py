@@ -85,6 +85,9 @@ class Evaluation(NamedTuple):
     # The subjects whose evaluation saw a moment that `valid_until` is reached from (None among
     # them: a moment seen outside any subject's turn).
     pinned: frozenset[Subject | None] = frozenset()
+    # Per rule, the steps of work it spent over all subjects (at most, for one taken up): an
+    # evaluation of some subjects only must know whether all of them stay within the budget.
+    spent: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -223,6 +226,8 @@ def evaluate(
         overruled=overruled,
         valid_until=until,
         pinned=pinned(until, functions.seen_by, rules),
+        spent={rule_id: limits.rule_steps_total - budget.total + budget.granted - budget.left
+               for rule_id, budget in budgets.items()},
     )
 
 

@@ -57,6 +57,7 @@ class Incremental:
         self._clocked = False  # a matcher reads `now` itself: see `clocked`
         self._pending: set[str] | None = None  # changes not yet evaluated
         self._pinned: frozenset[Subject | None] = frozenset()  # see `Evaluation.pinned`
+        self._spent: dict[str, int] = {}  # see `Evaluation.spent`
 
     def notice(self, changed: set[str] | None) -> None:
         """The watcher saw these paths change (None: something it cannot say)."""
@@ -170,6 +171,7 @@ class Incremental:
         self._timed = timed(loaded.rules)
         self._clocked = clocked(loaded.rules)
         self._pinned = earlier.pinned if earlier is not None else evaluation.pinned
+        self._spent = dict(earlier.spent if earlier is not None else evaluation.spent or {})
         # With part of the inventory loaded, the dependencies are the remembered ones.
         self._depends_on = (earlier.depends_on if earlier is not None
                             else graph(loaded.state.inventory))
@@ -229,6 +231,14 @@ class Incremental:
         if until is not None and (None in self._pinned or self._pinned <= affected) and (
                 partial.valid_until is None or partial.valid_until > until):
             return False
+        # The work each rule may do over all subjects bounds a full evaluation, which would
+        # fail where the subjects not evaluated again and these spend more: where the last
+        # spend and this one's could, everything is evaluated (and fails, or not, as it must).
+        spent = {rule: self._spent.get(rule, 0) + (partial.spent or {}).get(rule, 0)
+                 for rule in {*self._spent, *(partial.spent or {})}}
+        if any(steps > current().rule_steps_total for steps in spent.values()):
+            return False
+        self._spent = spent
         for subject in affected:
             self._fired.pop(subject, None)
         for recommendation in (*partial.recommendations, *partial.overruled):
@@ -273,7 +283,7 @@ class Incremental:
             pinned |= partial.pinned
         return Evaluation(now=loaded.state.now_text, summary=summarize(recommendations),
                           recommendations=recommendations, traces={}, overruled=overruled,
-                          valid_until=until, pinned=frozenset(pinned))
+                          valid_until=until, pinned=frozenset(pinned), spent=self._spent)
 
 
 def _records(inputs: Inputs, changed: set[str]) -> list[tuple[str, str, str]] | None:

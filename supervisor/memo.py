@@ -56,6 +56,7 @@ class Remembered(NamedTuple):
     depends_on: dict[str, list[str]]  # every service's dependencies, where it has any
     timed: frozenset[str]  # the rules whose reasons read differently at another time
     pinned: frozenset[Subject | None]  # whose evaluation holds it to `valid_until` (engine.py)
+    spent: dict[str, int]  # per rule, the work it spent over all subjects, at most
 
 
 def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evaluation, bool]:
@@ -115,6 +116,7 @@ def remember(evaluation: Evaluation, now: datetime, digest: str,
         "timed": sorted(timed),
         "pinned": sorted(([subject.kind, subject.id] if subject is not None else None
                           for subject in evaluation.pinned), key=lambda row: row or []),
+        "spent": dict(sorted((evaluation.spent or {}).items())),
     }
 
 
@@ -126,10 +128,11 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
     now, valid_until, rows = (recorded.get("now"), recorded.get("valid_until"),
                               recorded.get("fired"))
     depends_on, timed = recorded.get("depends_on"), recorded.get("timed")
-    pinned = recorded.get("pinned")
+    pinned, spent = recorded.get("pinned"), recorded.get("spent")
     if not (isinstance(rows, list) and type(depends_on) is dict and type(timed) is list
             and all(type(rule) is str for rule in timed)
             and type(pinned) is list
+            and type(spent) is dict and all(type(steps) is int for steps in spent.values())
             and all(row is None or (type(row) is list and len(row) == 2
                                     and all(type(part) is str for part in row))
                     for row in pinned)
@@ -149,7 +152,8 @@ def recall(recorded: dict[str, Any] | None, digest: str | None) -> Remembered | 
             return None
         fired.append(Recommendation(Subject(row[0], row[1]), *row[2:]))
     return Remembered(fired, moment, until, depends_on, frozenset(timed),
-                      frozenset(Subject(*row) if row is not None else None for row in pinned))
+                      frozenset(Subject(*row) if row is not None else None for row in pinned),
+                      spent)
 
 
 def _moment(text: object) -> datetime:

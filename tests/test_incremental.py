@@ -287,7 +287,8 @@ def test_only_the_evaluation_of_the_inputs_as_they_were_is_taken_up(
     {"valid_until": 12}, {"valid_until": "soon"}, {"fired": {}}, {"fired": [["service"]]},
     {"depends_on": None}, {"depends_on": []}, {"depends_on": {"a/b": "a/c"}},
     {"depends_on": {"a/b": [1]}}, {"timed": None}, {"timed": "age"}, {"timed": [1]},
-    {"pinned": None}, {"pinned": [["service"]]}, {"pinned": [[1, 2]]},
+    {"pinned": None}, {"pinned": [["service"]]}, {"pinned": [[1, 2]]}, {"spent": None},
+    {"spent": {"service-missing": "1"}},
     *({"column": column} for column in range(memo.FIELDS)),
 ])
 def test_a_remembered_evaluation_not_in_the_shape_written_is_ignored(

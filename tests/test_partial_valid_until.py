@@ -1,6 +1,7 @@
 """A run --once that takes up the last evaluation writes what it writes with the cache off,
 its checkpoint's `valid_until` included, as failures start and end, the clock moves on (to
-the very moment a threshold is reached), and random records are rewritten."""
+the very moment a threshold is reached), random records are rewritten, and a rule's work
+over all subjects nears its budget."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from support.scenarios import ROOT
 
 from supervisor import cache
+from supervisor.errors import SupervisorError
 from supervisor.inputs import Inputs
 from supervisor.manifest import Fresh
 from supervisor.timestamps import format_time, parse_time
@@ -75,9 +77,12 @@ def compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: Step,
                             now=format_time(clock) if now else None,
                             remediations=lab / "remediations.json" if remediations else None)
             source = Fresh()
-            run_once(inputs, paths, source=source, clock=lambda clock=clock: clock,
-                     warn=lambda line: None)
-            outputs[caching].append(written(paths))
+            try:
+                run_once(inputs, paths, source=source, clock=lambda clock=clock: clock,
+                         warn=lambda line: None)
+                outputs[caching].append(written(paths))
+            except SupervisorError as error:  # exit 2, nothing written
+                outputs[caching].append(str(error))
             if caching == "on" and index:
                 resumed.append(source.resumed)
         shutil.rmtree(lab)
@@ -266,3 +271,26 @@ def test_random_records_rewritten_as_the_clock_moves(
     resumed = compare(tmp_path, monkeypatch, odd_subjects, steps, rules=EXTRA, now=fixed,
                       remediations=True)
     assert any(resumed) or fixed  # with --now, each time is other inputs
+
+
+TAGS = """\
+rules:
+  - id: many-tags
+    condition: unhealthy_service
+    match: "length(service.actual.tags || `[]`) > `100`"
+    event: reconcile_recommended
+    action: investigate
+"""
+
+
+@pytest.mark.parametrize(("total", "taken_up"), [(50, False), (70, True)])
+def test_a_rule_that_would_spend_its_budget_over_all_subjects_fails_as_with_the_cache_off(
+        total: int, taken_up: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """postgres's 30 tags, then redis's 30 too: 60 steps over all subjects, of which the run
+    taking up the last evaluation evaluates only redis's 30 again."""
+    monkeypatch.setenv("SUPERVISOR_MAX_RULE_STEPS_TOTAL", str(total))
+    resumed = compare(tmp_path, monkeypatch,
+                      lambda lab: record(lab, "nas01/postgres", tags=list(range(30))),
+                      [(lambda lab: record(lab, "nas01/redis", tags=list(range(30))), T0)],
+                      rules=TAGS)
+    assert resumed == [taken_up]
