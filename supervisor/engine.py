@@ -349,8 +349,13 @@ def _failure(rules: RuleSet, rule_id: str, found: list[tuple[str, str]]) -> Prob
     return rules.rule(rule_id).problem(key, f"failed on {first}{more}")
 
 
+# The clock's grain: the times compared are datetimes, to the microsecond.
+GRAIN = timedelta(microseconds=1)
+
+
 def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> datetime | None:
-    """The first moment, `now` or later, after which a time-dependent result could change.
+    """The first moment after `now` from which a time-dependent result could differ: the
+    evaluation holds at every moment before it.
 
     Time enters rules only through time functions, compared with thresholds. A comparison of
     `now - moment` with a threshold can only flip when now reaches `moment + threshold`; the
@@ -364,11 +369,12 @@ def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> dateti
     earliest: datetime | None = None
     for seconds in _thresholds(rules):
         try:
-            # The earliest moment m with m + seconds >= now: `age > seconds` that does not hold
-            # at now = m + seconds holds a microsecond later (then nothing can be reused).
+            # The earliest moment m with m + seconds >= now. `age > seconds` that does not
+            # hold at now = m + seconds holds a microsecond later: then the evaluation holds
+            # at now only (a run at the same `--now` may still reuse it).
             index = bisect.bisect_left(ordered, now - timedelta(seconds=seconds))
             if index < len(ordered):
-                candidate = ordered[index] + timedelta(seconds=seconds)
+                candidate = max(ordered[index] + timedelta(seconds=seconds), now + GRAIN)
                 earliest = candidate if earliest is None else min(earliest, candidate)
         except OverflowError:
             return now  # at the ends of the calendar: never reuse, always evaluate again
@@ -385,7 +391,9 @@ def pinned(until: datetime | None, seen_by: dict[datetime, set[Any]], rules: Rul
     found: set[Subject | None] = set()
     for seconds in _thresholds(rules):
         try:
-            found.update(seen_by.get(until - timedelta(seconds=seconds), ()))
+            # Reached from m + seconds, or a grain after it when that was the very moment.
+            for reached in (until, until - GRAIN):
+                found.update(seen_by.get(reached - timedelta(seconds=seconds), ()))
         except OverflowError:
             found.add(None)
     return frozenset(found)

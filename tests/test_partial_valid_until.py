@@ -169,6 +169,26 @@ def test_an_evaluation_on_the_moment_a_threshold_is_reached_holds_no_later(
     assert resumed == [False, False]
 
 
+@pytest.mark.parametrize("caching", ["on", "off"])
+def test_an_evaluation_on_the_moment_a_threshold_is_reached_holds_at_that_moment(
+        caching: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluated again at the very same moment (a fixed `--now`), it is the same evaluation:
+    the run finds nothing new. A microsecond later the world is older than 120 s."""
+    monkeypatch.setattr(cache, "RACY_NS", -1)
+    monkeypatch.setenv("SUPERVISOR_CACHE", caching)
+    lab = tmp_path / "lab"
+    shutil.copytree(HOMELAB, lab)
+    rewrite(lab / "rules" / "extra.yaml", STALE)
+    inputs = Inputs(inventory=lab / "hosts", world=lab / "world", rules=(lab / "rules",),
+                    now="2026-11-26T10:02:00Z")
+    paths = Paths(events=tmp_path / "events.log", checkpoint=tmp_path / "checkpoint.json")
+    assert not run_once(inputs, paths).skipped
+    assert run_once(inputs, paths).skipped
+    assert "stale_world" not in paths.events.read_text()
+    later = run_once(inputs._replace(now="2026-11-26T10:02:00.000001Z"), paths)
+    assert not later.skipped and "stale_world" in paths.events.read_text()
+
+
 # Random records rewritten, on a lab with subjects known from one place only, a remediation
 # history with maintenance windows, and rules that read other subjects' documents and the time.
 
