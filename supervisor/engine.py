@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections import defaultdict
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Collection, Container, Iterator
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any, NamedTuple
@@ -217,7 +217,8 @@ def evaluate(
         for subject in subjects
         if subject in trace
     } if tracing else {}
-    until = valid_until(state.now, functions.moments, rules)
+    thresholds = _thresholds(rules) if functions.moments else set()
+    until = valid_until(state.now, functions.moments, thresholds)
     return Evaluation(
         now=state.now_text,
         summary=summarize(recommendations),
@@ -225,7 +226,7 @@ def evaluate(
         traces=traces,
         overruled=overruled,
         valid_until=until,
-        pinned=pinned(until, functions.seen_by, rules),
+        pinned=pinned(until, functions.moments, thresholds),
         spent={rule_id: limits.rule_steps_total - budget.total + budget.granted - budget.left
                for rule_id, budget in budgets.items()},
     )
@@ -353,21 +354,22 @@ def _failure(rules: RuleSet, rule_id: str, found: list[tuple[str, str]]) -> Prob
 GRAIN = timedelta(microseconds=1)
 
 
-def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> datetime | None:
+def valid_until(now: datetime, moments: Collection[datetime], thresholds: set[float]
+                ) -> datetime | None:
     """The first moment after `now` from which a time-dependent result could differ: the
     evaluation holds at every moment before it.
 
     Time enters rules only through time functions, compared with thresholds. A comparison of
     `now - moment` with a threshold can only flip when now reaches `moment + threshold`; the
-    thresholds are the numbers in the rules' params and matchers (and 0). This is conservative
-    (a few needless re-evaluations) as long as thresholds are written as such numbers, not
-    computed: docs/rules.md says so.
+    thresholds (`_thresholds`) are the numbers in the rules' params and matchers (and 0). This
+    is conservative (a few needless re-evaluations) as long as thresholds are written as such
+    numbers, not computed: docs/rules.md says so.
     """
     if not moments:
         return None
     ordered = sorted(moments)
     earliest: datetime | None = None
-    for seconds in _thresholds(rules):
+    for seconds in thresholds:
         try:
             # The earliest moment m with m + seconds >= now. `age > seconds` that does not
             # hold at now = m + seconds holds a microsecond later: then the evaluation holds
@@ -381,7 +383,7 @@ def valid_until(now: datetime, moments: set[datetime], rules: RuleSet) -> dateti
     return earliest
 
 
-def pinned(until: datetime | None, seen_by: dict[datetime, set[Any]], rules: RuleSet
+def pinned(until: datetime | None, moments: dict[datetime, set[Any]], thresholds: set[float]
            ) -> frozenset[Subject | None]:
     """The subjects that saw a moment from which `valid_until` reached `until`: only their
     evaluation holds the evaluation to that moment, so one that evaluates them again and not
@@ -389,11 +391,11 @@ def pinned(until: datetime | None, seen_by: dict[datetime, set[Any]], rules: Rul
     if until is None:
         return frozenset()
     found: set[Subject | None] = set()
-    for seconds in _thresholds(rules):
+    for seconds in thresholds:
         try:
             # Reached from m + seconds, or a grain after it when that was the very moment.
             for reached in (until, until - GRAIN):
-                found.update(seen_by.get(reached - timedelta(seconds=seconds), ()))
+                found.update(moments.get(reached - timedelta(seconds=seconds), ()))
         except OverflowError:
             found.add(None)
     return frozenset(found)

@@ -219,14 +219,18 @@ def compile_template(text: str, known_functions: set[str],
     return Template(text=text, literals=tuple(literals), expressions=tuple(expressions)), []
 
 
-def _function_calls(node: Any) -> Iterator[str]:
-    pending = [node]
+def nodes(ast: Any) -> Iterator[dict[str, Any]]:
+    """Every node of an expression tree, without recursion (trees may be deep)."""
+    pending = [ast]
     while pending:
         item = pending.pop()
         if isinstance(item, dict):
-            if item.get("type") == "function_expression":
-                yield item["value"]
+            yield item
             pending.extend(item.get("children", []))
+
+
+def _function_calls(node: Any) -> Iterator[str]:
+    return (item["value"] for item in nodes(node) if item.get("type") == "function_expression")
 
 
 def compiled_asts(content: dict[str, Any], known_functions: set[str]) -> dict[str, Any]:

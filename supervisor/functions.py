@@ -26,22 +26,20 @@ class RuleFunctions(functions.Functions):
         self.now = now
         # Every moment a time function compared with now: an evaluation of the same inputs can
         # only change when now passes one of them plus some threshold (see engine.valid_until).
-        self.moments: set[datetime] = set()
-        # And which subjects' evaluations saw each (the engine and the batch say whose turn it
-        # is): a later evaluation of only some subjects must know whether the moment the last
-        # one holds until was seen by a subject it does not evaluate again (incremental.py).
+        # With the subjects whose evaluations saw it (the engine and the batch say whose turn
+        # it is): a later evaluation of only some subjects must know whether the moment the
+        # last one holds until was seen by a subject it does not evaluate again (incremental.py).
         self.subject: Any = None
-        self.seen_by: dict[datetime, set[Any]] = {}
+        self.moments: dict[datetime, set[Any]] = {}
 
     def _timestamp(self, function: str, value: str) -> datetime:
         try:
             moment = _parse_time(value)
         except ValueError:
             raise JMESPathTypeError(function, value, "string", ["RFC 3339 timestamp"]) from None
-        self.moments.add(moment)
-        seen = self.seen_by.get(moment)
+        seen = self.moments.get(moment)
         if seen is None:
-            seen = self.seen_by[moment] = set()
+            seen = self.moments[moment] = set()
         seen.add(self.subject)
         return moment
 

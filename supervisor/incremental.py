@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.engine import Evaluation, Recommendation, _overrule, evaluate, summarize
 from supervisor.errors import InputError, SupervisorError
+from supervisor.expressions import nodes
 from supervisor.limits import current
 from supervisor.manifest import Check, reading
 from supervisor.model import Subject
@@ -220,8 +221,9 @@ class Incremental:
         view = copy.copy(state)
         view.subjects = {kind: [subject for subject in subjects if subject in affected]
                          for kind, subjects in state.subjects.items()}
+        limits = current()
         try:
-            partial = evaluate(view, loaded.rules, limits=current())
+            partial = evaluate(view, loaded.rules, limits=limits)
         except SupervisorError:
             return False  # a rule that fails: a full evaluation says where, and how often
         until = evaluation.valid_until
@@ -234,9 +236,10 @@ class Incremental:
         # The work each rule may do over all subjects bounds a full evaluation, which would
         # fail where the subjects not evaluated again and these spend more: where the last
         # spend and this one's could, everything is evaluated (and fails, or not, as it must).
-        spent = {rule: self._spent.get(rule, 0) + (partial.spent or {}).get(rule, 0)
-                 for rule in {*self._spent, *(partial.spent or {})}}
-        if any(steps > current().rule_steps_total for steps in spent.values()):
+        now_spent = partial.spent or {}
+        spent = {rule: self._spent.get(rule, 0) + now_spent.get(rule, 0)
+                 for rule in {*self._spent, *now_spent}}
+        if any(steps > limits.rule_steps_total for steps in spent.values()):
             return False
         self._spent = spent
         for subject in affected:
@@ -329,40 +332,23 @@ def graph(inventory: Inventory) -> dict[str, list[str]]:
 def timed(rules: RuleSet) -> frozenset[str]:
     """The rules whose reasons call functions (ages, durations) or read `now`: they read
     differently at another time."""
-    return frozenset(rule.id for rule in rules.rules
-                     if rule.reason is not None and any(map(_reads_time,
-                                                            rule.reason.expressions)))
+    return frozenset(rule.id for rule in rules.rules if rule.reason is not None and any(
+        _reads_time(node) for ast in rule.reason.expressions for node in nodes(ast)))
 
 
 def clocked(rules: RuleSet) -> bool:
     """Whether a matcher reads `now` itself, not through a time function: its result may
     change at another time on any subject, and `valid_until` (which follows only the moments
     time functions see) does not say when."""
-    return any(_reads_now(rule.ast) for rule in rules.rules if rule.enabled)
+    return any(_reads_now(node) for rule in rules.rules if rule.enabled
+               for node in nodes(rule.ast))
 
 
-def _reads_now(ast: Any) -> bool:
-    pending = [ast]
-    while pending:
-        node = pending.pop()
-        if not isinstance(node, dict):
-            continue
-        if node.get("type") == "field" and node.get("value") == "now":
-            return True
-        pending.extend(node.get("children", []))
-    return False
+def _reads_now(node: dict[str, Any]) -> bool:
+    return node.get("type") == "field" and node.get("value") == "now"
 
 
-def _reads_time(ast: Any) -> bool:
-    """Whether a placeholder may read differently at another time: it calls a function, or
-    reads `now`."""
-    pending = [ast]
-    while pending:
-        node = pending.pop()
-        if not isinstance(node, dict):
-            continue
-        if node.get("type") == "function_expression" or (
-                node.get("type") == "field" and node.get("value") == "now"):
-            return True
-        pending.extend(node.get("children", []))
-    return False
+def _reads_time(node: dict[str, Any]) -> bool:
+    """Whether a placeholder's node may read differently at another time: it calls a
+    function, or reads `now`."""
+    return node.get("type") == "function_expression" or _reads_now(node)

@@ -90,9 +90,9 @@ def evaluate(inputs: Inputs, now: datetime, check: Check) -> tuple[Loaded, Evalu
     resumed = evaluation is not None
     if evaluation is None:
         evaluation = evaluate_all(loaded.state, loaded.rules, limits=limits)
-    # Taken up with part of the inventory, its dependencies are the remembered ones: the
-    # inventory is what it was.
-    depends_on = (remembered.depends_on if loaded.state.part is not None and remembered
+    # Taken up, the inventory is what it was: so are its dependencies (and with part of the
+    # inventory loaded, they could not be found again).
+    depends_on = (remembered.depends_on if resumed and remembered is not None
                   else graph(loaded.state.inventory))
     cache.write(path, identity, remember(evaluation, loaded.state.now, check.digest, depends_on,
                                          timed(loaded.rules)))
